@@ -1,0 +1,430 @@
+"""A Gaussian mixture with full covariances, fitted by EM, written from scratch in numpy.
+
+The numerics follow scikit-learn's ``sklearn.mixture``: responsibilities are computed in log
+space (log-sum-exp), covariances are regularised by ``reg_covar`` on the diagonal, and each
+component keeps the Cholesky factor of its precision matrix so that log-densities never
+invert a covariance. Components carry the class (digit) they stand for; labelled points may
+be *anchored*, i.e. their responsibilities are restricted to the components of their class,
+which turns EM into semi-supervised EM on the joint likelihood of unlabelled and labelled data.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.linalg import solve_triangular
+from scipy.special import logsumexp
+
+from .errors import DegenerateFitWarning, ModelFileError
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+# A component whose summed responsibility falls below this is treated as empty.
+_EMPTY_COMPONENT = 10 * np.finfo(np.float64).eps
+# How many times a non-positive-definite covariance may be re-regularised (x10 each time).
+_MAX_REG_RETRIES = 12
+FORMAT = "vaegmm.gmm"
+FORMAT_VERSION = 1
+
+
+# --- pure numerical helpers -------------------------------------------------------------
+
+def compute_precision_cholesky(covariances: np.ndarray) -> np.ndarray:
+    """Cholesky factors of the precision matrices.
+
+    covariances: (K, D, D) symmetric positive definite.
+    Returns (K, D, D) upper-triangular ``P_k`` with ``P_k @ P_k.T == inv(covariances[k])``.
+    Raises ``np.linalg.LinAlgError`` if a covariance is not positive definite.
+    """
+    n_components, n_features, _ = covariances.shape
+    identity = np.eye(n_features)
+    precisions_chol = np.empty_like(covariances)
+    for k, covariance in enumerate(covariances):
+        cov_chol = np.linalg.cholesky(covariance)  # (D, D) lower, Σ = L Lᵀ
+        precisions_chol[k] = solve_triangular(cov_chol, identity, lower=True).T  # L⁻ᵀ
+    return precisions_chol
+
+
+def estimate_log_gaussian_prob(X: np.ndarray, means: np.ndarray, precisions_chol: np.ndarray) -> np.ndarray:
+    """log N(x_n | μ_k, Σ_k) for every point and component.
+
+    X: (N, D); means: (K, D); precisions_chol: (K, D, D). Returns (N, K).
+    """
+    n_features = X.shape[1]
+    log_det = np.log(np.diagonal(precisions_chol, axis1=1, axis2=2)).sum(axis=1)  # (K,) = -½ log|Σ_k|
+    y = np.einsum("nd,kde->nke", X, precisions_chol) - np.einsum("kd,kde->ke", means, precisions_chol)[None]  # (N, K, D)
+    mahalanobis = np.einsum("nke,nke->nk", y, y)  # (N, K)
+    return -0.5 * (n_features * LOG_2PI + mahalanobis) + log_det
+
+
+def estimate_gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The M-step for full covariances.
+
+    X: (N, D); resp: (N, K) responsibilities. Returns nk (K,), means (K, D), covariances (K, D, D).
+    """
+    nk = resp.sum(axis=0) + _EMPTY_COMPONENT  # (K,)
+    means = resp.T @ X / nk[:, None]  # (K, D)
+    n_components, n_features = means.shape
+    covariances = np.empty((n_components, n_features, n_features))
+    for k in range(n_components):
+        diff = X - means[k]  # (N, D)
+        covariances[k] = (resp[:, k] * diff.T) @ diff / nk[k]
+        covariances[k].flat[:: n_features + 1] += reg_covar
+    return nk, means, covariances
+
+
+def _weighted_log_prob(X, weights, means, precisions_chol, allowed):
+    log_prob = estimate_log_gaussian_prob(X, means, precisions_chol) + np.log(weights)  # (N, K)
+    if allowed is not None:
+        log_prob = np.where(allowed, log_prob, -np.inf)
+    return log_prob
+
+
+def e_step(X, weights, means, precisions_chol, allowed=None) -> tuple[float, np.ndarray]:
+    """Mean log-likelihood per point and log responsibilities (N, K).
+
+    ``allowed`` (N, K) bool, optional: components each point may belong to (labelled points).
+    """
+    log_prob = _weighted_log_prob(X, weights, means, precisions_chol, allowed)
+    log_norm = logsumexp(log_prob, axis=1)  # (N,)
+    return float(log_norm.mean()), log_prob - log_norm[:, None]
+
+
+def _safe_precision_cholesky(covariances: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cholesky precisions, adding diagonal regularisation (with a warning) when a covariance is singular."""
+    extra = max(reg_covar, np.finfo(np.float64).eps)
+    covariances = covariances.copy()
+    for _ in range(_MAX_REG_RETRIES):
+        try:
+            return covariances, compute_precision_cholesky(covariances)
+        except np.linalg.LinAlgError:
+            scale = max(1.0, float(np.abs(np.diagonal(covariances, axis1=1, axis2=2)).max()))
+            bump = extra * scale
+            warnings.warn(
+                f"a component covariance is singular (collinear or duplicate points); adding {bump:.3g} "
+                "to its diagonal. Increase reg_covar to silence this.",
+                DegenerateFitWarning,
+                stacklevel=3,
+            )
+            for cov in covariances:
+                cov.flat[:: cov.shape[0] + 1] += bump
+            extra *= 10
+    raise np.linalg.LinAlgError(
+        "covariances stay singular after regularisation; the data may contain NaN/inf or be degenerate. "
+        "Check the input or increase reg_covar."
+    )
+
+
+def _check_X(X: Any, name: str = "X") -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array (n_samples, n_features); got shape {X.shape}.")
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} contains NaN or infinite values; remove or fix them before fitting.")
+    return X
+
+
+class GaussianMixture:
+    """Full-covariance Gaussian mixture whose components stand for classes.
+
+    Parameters
+    ----------
+    components_per_class : int
+        Components given to each class when seeded from labelled points.
+    reg_covar : float
+        Added to every covariance diagonal; keeps them positive definite.
+    tol : float
+        EM stops when the mean log-likelihood per point improves by less than this.
+    max_iter : int
+        Most EM iterations.
+    anchor_labels : bool
+        In :meth:`fit_seeded`, keep the labelled points in the fit with responsibilities
+        restricted to their class's components (semi-supervised EM).
+    labelled_weight : float
+        In :meth:`fit_seeded`, how many unlabelled points one anchored labelled point counts as.
+    random_state : int
+        Seed for tie-breaking initialisation and :meth:`sample`.
+
+    Fitted attributes
+    -----------------
+    classes_ (C,), component_classes_ (K,), weights_ (K,), means_ (K, D), covariances_ (K, D, D),
+    precisions_cholesky_ (K, D, D), converged_, n_iter_, lower_bound_ (final mean log-likelihood),
+    log_likelihood_history_ (one entry per iteration), labelled_agreement_ (share of labelled
+    points the fit classifies as their own class, after :meth:`fit_seeded`).
+    """
+
+    def __init__(
+        self,
+        *,
+        components_per_class: int = 1,
+        reg_covar: float = 1e-6,
+        tol: float = 1e-4,
+        max_iter: int = 300,
+        anchor_labels: bool = True,
+        labelled_weight: float = 1.0,
+        random_state: int = 0,
+    ) -> None:
+        if components_per_class < 1:
+            raise ValueError(f"components_per_class must be >= 1; got {components_per_class}.")
+        if reg_covar < 0:
+            raise ValueError(f"reg_covar must be >= 0; got {reg_covar}.")
+        if max_iter < 1:
+            raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
+        if labelled_weight <= 0:
+            raise ValueError(f"labelled_weight must be > 0; got {labelled_weight}.")
+        self.components_per_class = components_per_class
+        self.reg_covar = reg_covar
+        self.tol = tol
+        self.max_iter = max_iter
+        self.anchor_labels = anchor_labels
+        self.labelled_weight = labelled_weight
+        self.random_state = random_state
+
+    # --- fitting ---------------------------------------------------------------------
+
+    def fit(
+        self,
+        X: np.ndarray,
+        *,
+        means_init: np.ndarray,
+        weights_init: np.ndarray | None = None,
+        covariances_init: np.ndarray | None = None,
+        component_classes: np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> "GaussianMixture":
+        """Plain EM on X (N, D) from the given start.
+
+        means_init (K, D); weights_init (K,) defaults to uniform; covariances_init (K, D, D)
+        defaults to the covariances of a hard nearest-mean assignment. ``allowed`` (N, K)
+        restricts which components each point may belong to; ``sample_weight`` (N,) weights
+        each point's contribution to the likelihood.
+        """
+        X = _check_X(X)
+        means = np.array(means_init, dtype=np.float64)
+        if means.ndim != 2 or means.shape[1] != X.shape[1]:
+            raise ValueError(f"means_init must have shape (K, {X.shape[1]}); got {means.shape}.")
+        n_components = len(means)
+        weights_sample = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if allowed is not None and allowed.shape != (len(X), n_components):
+            raise ValueError(f"allowed must have shape {(len(X), n_components)}; got {allowed.shape}.")
+        if covariances_init is None or weights_init is None:
+            dist = ((X[:, None, :] - means[None]) ** 2).sum(-1)  # (N, K)
+            if allowed is not None:
+                dist = np.where(allowed, dist, np.inf)
+            hard = np.zeros_like(dist)
+            hard[np.arange(len(X)), dist.argmin(axis=1)] = 1.0
+            nk, _, covariances = estimate_gaussian_parameters(X, hard * weights_sample[:, None], self.reg_covar)
+            weights = nk / nk.sum()
+        if weights_init is not None:
+            weights = np.array(weights_init, dtype=np.float64)
+        if covariances_init is not None:
+            covariances = np.array(covariances_init, dtype=np.float64)
+        covariances, precisions_chol = _safe_precision_cholesky(covariances, self.reg_covar)
+
+        history: list[float] = []
+        self.converged_ = False
+        total_weight = weights_sample.sum()
+        for n_iter in range(1, self.max_iter + 1):
+            log_prob = _weighted_log_prob(X, weights, means, precisions_chol, allowed)
+            log_norm = logsumexp(log_prob, axis=1)  # (N,)
+            lower_bound = float((weights_sample * log_norm).sum() / total_weight)
+            resp = np.exp(log_prob - log_norm[:, None]) * weights_sample[:, None]  # (N, K)
+            nk, new_means, new_covariances = estimate_gaussian_parameters(X, resp, self.reg_covar)
+            empty = nk <= 2 * _EMPTY_COMPONENT * max(1.0, weights_sample.max())
+            if empty.any():
+                warnings.warn(
+                    f"EM: component(s) {np.flatnonzero(empty).tolist()} lost all their points; keeping their "
+                    "previous mean and covariance. Fewer components may fit this data better.",
+                    DegenerateFitWarning,
+                    stacklevel=2,
+                )
+                new_means[empty] = means[empty]
+                new_covariances[empty] = covariances[empty]
+            weights = nk / nk.sum()
+            means = new_means
+            covariances, precisions_chol = _safe_precision_cholesky(new_covariances, self.reg_covar)
+            change = lower_bound - history[-1] if history else np.inf
+            history.append(lower_bound)
+            if abs(change) < self.tol:
+                self.converged_ = True
+                break
+        if not self.converged_:
+            warnings.warn(
+                f"EM did not converge in {self.max_iter} iterations (last change {change:.3g} > tol "
+                f"{self.tol:g}). Increase max_iter or tol.",
+                DegenerateFitWarning,
+                stacklevel=2,
+            )
+        self.weights_ = weights
+        self.means_ = means
+        self.covariances_ = covariances
+        self.precisions_cholesky_ = precisions_chol
+        self.n_iter_ = n_iter
+        self.log_likelihood_history_ = history
+        self.lower_bound_ = history[-1]
+        self.component_classes_ = (
+            np.arange(n_components) if component_classes is None else np.asarray(component_classes)
+        )
+        self.classes_ = np.unique(self.component_classes_)
+        return self
+
+    def fit_seeded(self, X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray) -> "GaussianMixture":
+        """Fit on unlabelled X (N, D), with components seeded from labelled points (M, D), labels (M,).
+
+        Each class gets ``components_per_class`` components whose means start at the class's
+        labelled mean (spread along the data's principal axis when there are several).
+        """
+        X = _check_X(X)
+        X_labelled = _check_X(X_labelled, "X_labelled")
+        y_labelled = np.asarray(y_labelled)
+        if X_labelled.shape[1] != X.shape[1]:
+            raise ValueError(f"X_labelled has {X_labelled.shape[1]} features but X has {X.shape[1]}.")
+        if len(y_labelled) != len(X_labelled):
+            raise ValueError(f"y_labelled has {len(y_labelled)} labels for {len(X_labelled)} labelled points.")
+        classes = np.unique(y_labelled)
+        if len(classes) < 2:
+            raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
+        cpc = self.components_per_class
+        component_classes = np.repeat(classes, cpc)  # (K,)
+        class_means = np.stack([X_labelled[y_labelled == c].mean(axis=0) for c in classes])  # (C, D)
+        if cpc == 1:
+            means_init = class_means
+        else:
+            # Spread each class's components along the data's main axis, a fraction of its spread.
+            scale = np.sqrt(np.linalg.eigvalsh(np.cov(X.T).reshape(X.shape[1], X.shape[1]))[-1])
+            _, _, vt = np.linalg.svd(X - X.mean(0), full_matrices=False)
+            offsets = np.linspace(-0.5, 0.5, cpc)[:, None] * scale * 0.2 * vt[0][None]  # (cpc, D)
+            means_init = (class_means[:, None, :] + offsets[None]).reshape(-1, X.shape[1])
+        if self.anchor_labels:
+            data = np.concatenate([X, X_labelled])
+            allowed = np.concatenate(
+                [np.ones((len(X), len(component_classes)), bool), y_labelled[:, None] == component_classes[None]]
+            )
+            sample_weight = np.concatenate([np.ones(len(X)), np.full(len(X_labelled), self.labelled_weight)])
+        else:
+            data, allowed, sample_weight = X, None, None
+        self.fit(data, means_init=means_init, component_classes=component_classes, allowed=allowed, sample_weight=sample_weight)
+        self.labelled_agreement_ = float(np.mean(self.predict(X_labelled) == y_labelled))
+        return self
+
+    # --- inference -------------------------------------------------------------------
+
+    def _check_fitted_X(self, X) -> np.ndarray:
+        if not hasattr(self, "means_"):
+            raise RuntimeError("this GaussianMixture is not fitted yet; call fit or fit_seeded first.")
+        X = _check_X(X)
+        if X.shape[1] != self.means_.shape[1]:
+            raise ValueError(f"X has {X.shape[1]} features but the mixture was fitted on {self.means_.shape[1]}.")
+        return X
+
+    def component_log_prob(self, X: np.ndarray) -> np.ndarray:
+        """log π_k N(x | μ_k, Σ_k): (N, K)."""
+        X = self._check_fitted_X(X)
+        return _weighted_log_prob(X, self.weights_, self.means_, self.precisions_cholesky_, None)
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        """log p(x) under the mixture: (N,)."""
+        return logsumexp(self.component_log_prob(X), axis=1)
+
+    def score(self, X: np.ndarray) -> float:
+        return float(self.score_samples(X).mean())
+
+    def predict_component_proba(self, X: np.ndarray) -> np.ndarray:
+        """Posterior over components: (N, K)."""
+        log_prob = self.component_log_prob(X)
+        return np.exp(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Posterior over classes (N, C), columns in the order of ``classes_``."""
+        comp = self.predict_component_proba(X)  # (N, K)
+        onehot = (self.component_classes_[:, None] == self.classes_[None]).astype(np.float64)  # (K, C)
+        return comp @ onehot
+
+    def predict_component(self, X: np.ndarray) -> np.ndarray:
+        return self.component_log_prob(X).argmax(axis=1)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The class of highest posterior (summed over its components): (N,)."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def sample(self, n_samples: int, *, random_state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw n_samples points; returns X (n, D) and each point's component index (n,)."""
+        if not hasattr(self, "means_"):
+            raise RuntimeError("this GaussianMixture is not fitted yet; call fit or fit_seeded first.")
+        rng = np.random.default_rng(self.random_state if random_state is None else random_state)
+        components = rng.choice(len(self.weights_), size=n_samples, p=self.weights_ / self.weights_.sum())
+        X = np.empty((n_samples, self.means_.shape[1]))
+        for k in range(len(self.weights_)):
+            idx = components == k
+            X[idx] = rng.multivariate_normal(self.means_[k], self.covariances_[k], size=int(idx.sum()))
+        return X, components
+
+    # --- persistence as plain data ---------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Plain data only (nested lists, numbers, strings): safe to pickle and to load."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "params": {
+                "components_per_class": self.components_per_class, "reg_covar": self.reg_covar,
+                "tol": self.tol, "max_iter": self.max_iter, "anchor_labels": self.anchor_labels,
+                "labelled_weight": self.labelled_weight, "random_state": self.random_state,
+            },
+            "component_classes": self.component_classes_.tolist(),
+            "weights": self.weights_.tolist(),
+            "means": self.means_.tolist(),
+            "covariances": self.covariances_.tolist(),
+            "converged": bool(self.converged_),
+            "n_iter": int(self.n_iter_),
+            "log_likelihood_history": [float(v) for v in self.log_likelihood_history_],
+            "labelled_agreement": float(getattr(self, "labelled_agreement_", float("nan"))),
+        }
+
+    @classmethod
+    def from_dict(cls, state: Any, *, source: str = "GMM parameters") -> "GaussianMixture":
+        """Rebuild from :meth:`to_dict`'s output, checking every field."""
+        def bad(what: str) -> ModelFileError:
+            return ModelFileError(f"{source}: {what}. This is not a vaegmm GMM file; re-create it with the 'train' command.")
+
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            found = type(state).__name__ if not isinstance(state, dict) else f"format {state.get('format')!r}"
+            raise bad(f"expected a dict with format {FORMAT!r}, found {found}")
+        if state.get("format_version") != FORMAT_VERSION:
+            raise bad(f"format version {state.get('format_version')!r} is not the supported {FORMAT_VERSION}")
+        try:
+            gmm = cls(**state["params"])
+            weights = np.asarray(state["weights"], dtype=np.float64)
+            means = np.asarray(state["means"], dtype=np.float64)
+            covariances = np.asarray(state["covariances"], dtype=np.float64)
+            component_classes = np.asarray(state["component_classes"], dtype=np.int64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"a field is missing or malformed ({type(exc).__name__}: {exc})") from exc
+        k = len(weights)
+        if means.ndim != 2 or means.shape[0] != k or covariances.shape != (k, means.shape[1], means.shape[1]) or component_classes.shape != (k,):
+            raise bad(
+                f"inconsistent shapes: weights {weights.shape}, means {means.shape}, covariances "
+                f"{covariances.shape}, component_classes {component_classes.shape}"
+            )
+        if not (np.isfinite(weights).all() and np.isfinite(means).all() and np.isfinite(covariances).all()):
+            raise bad("it contains NaN or infinite parameters")
+        try:
+            precisions_chol = compute_precision_cholesky(covariances)
+        except np.linalg.LinAlgError as exc:
+            raise bad("a covariance matrix is not positive definite") from exc
+        gmm.weights_, gmm.means_, gmm.covariances_ = weights, means, covariances
+        gmm.precisions_cholesky_ = precisions_chol
+        gmm.component_classes_ = component_classes
+        gmm.classes_ = np.unique(component_classes)
+        gmm.converged_ = bool(state.get("converged", False))
+        gmm.n_iter_ = int(state.get("n_iter", 0))
+        gmm.log_likelihood_history_ = list(state.get("log_likelihood_history", []))
+        gmm.lower_bound_ = gmm.log_likelihood_history_[-1] if gmm.log_likelihood_history_ else float("nan")
+        gmm.labelled_agreement_ = float(state.get("labelled_agreement", float("nan")))
+        return gmm
+
+    @property
+    def n_features_(self) -> int:
+        return int(self.means_.shape[1])

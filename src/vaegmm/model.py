@@ -1,0 +1,282 @@
+"""The VAE: an MLP encoder to a Gaussian latent, an MLP decoder to pixel intensities.
+
+Architecture and loss settings live in :class:`VAEConfig`, which is saved inside every
+``vae.pth`` beside the weights, so any command rebuilds the model without flags.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ModelFileError
+
+RECON_LOSSES = ("bce", "mse")
+FORMAT = "vaegmm.vae"
+FORMAT_VERSION = 1
+MAX_PARAMETERS = 20_000_000
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Everything needed to rebuild the model and its loss."""
+
+    image_shape: tuple[int, ...] = (28, 28)
+    hidden_sizes: tuple[int, ...] = (512, 256)
+    latent_dim: int = 2
+    recon_loss: str = "bce"
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        if not self.image_shape or any(s < 1 for s in self.image_shape):
+            raise ValueError(f"image_shape must be positive sizes; got {self.image_shape}.")
+        if any(h < 1 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be positive; got {self.hidden_sizes}.")
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1; got {self.latent_dim}.")
+        if self.recon_loss not in RECON_LOSSES:
+            raise ValueError(f"recon_loss must be one of {RECON_LOSSES}; got {self.recon_loss!r}.")
+        if not self.beta >= 0:
+            raise ValueError(f"beta must be >= 0; got {self.beta}.")
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.image_shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["image_shape"] = list(self.image_shape)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; saved with the model for provenance."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0; got {self}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """Kingma & Welling (2013), "Auto-Encoding Variational Bayes", with MLPs."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        hidden = list(config.hidden_sizes)
+        self.encoder = _mlp([config.input_dim, *hidden])
+        last = hidden[-1] if hidden else config.input_dim
+        self.fc_mu = nn.Linear(last, config.latent_dim)
+        self.fc_logvar = nn.Linear(last, config.latent_dim)
+        self.decoder = _mlp([config.latent_dim, *reversed(hidden)])
+        first = hidden[0] if hidden else config.latent_dim
+        self.fc_out = nn.Linear(first, config.input_dim)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x.reshape(len(x), -1))  # (B, hidden[-1])
+        return self.fc_mu(h), self.fc_logvar(h)  # (B, latent_dim) each
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        std = torch.exp(0.5 * logvar)
+        return mu + std * torch.randn_like(std)  # (B, latent_dim)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(self.decoder(z))  # (B, input_dim)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel intensities in [0, 1], shaped like the images: (B, *image_shape)."""
+        return torch.sigmoid(self.decode_logits(z)).reshape(len(z), *self.config.image_shape)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        return self.decode_logits(self.reparameterize(mu, logvar)), mu, logvar
+
+
+def vae_loss(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    *,
+    beta: float,
+    recon_loss: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Negative ELBO per image, averaged over the batch: (loss, reconstruction, KL).
+
+    Reconstruction is summed over pixels (Bernoulli log-likelihood for "bce", squared error
+    for "mse"); the KL to N(0, I) is the closed form of Kingma & Welling (2013), Appendix B:
+    -½ Σ (1 + log σ² - μ² - σ²).
+    """
+    x = x.reshape(len(x), -1)  # (B, input_dim)
+    if recon_loss == "bce":
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)  # (B,)
+    elif recon_loss == "mse":
+        recon = ((torch.sigmoid(logits) - x) ** 2).sum(dim=1)  # (B,)
+    else:
+        raise ValueError(f"recon_loss must be one of {RECON_LOSSES}; got {recon_loss!r}.")
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)  # (B,)
+    recon, kl = recon.mean(), kl.mean()
+    return recon + beta * kl, recon, kl
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model(config: VAEConfig) -> VAE:
+    model = VAE(config)
+    n = count_parameters(model)
+    if n > MAX_PARAMETERS:
+        raise ValueError(
+            f"this architecture has {n:,} parameters, over the {MAX_PARAMETERS:,} limit; use smaller hidden_sizes."
+        )
+    return model
+
+
+def save_model(model: VAE, path: str | Path, *, train_config: TrainConfig | None = None, extra: dict | None = None) -> None:
+    """Save config + weights as plain tensors and dicts (loadable with weights_only=True)."""
+    from .storage import atomic_output
+
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "train_config": train_config.to_dict() if train_config else None,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra or {},
+    }
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[VAE, dict]:
+    """Rebuild a VAE from ``path``; never executes code from the file. Returns (model, payload)."""
+    path = Path(path)
+    fix = "Re-create it with the 'train' command."
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file. Check the path, or create it with the 'train' command.")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: the model file is empty (0 bytes). {fix}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt, truncated or foreign files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        kind = "truncated or corrupt" if isinstance(exc, (RuntimeError, zipfile.BadZipFile, EOFError)) else "not loadable safely"
+        raise ModelFileError(
+            f"{path}: not a readable vaegmm model file ({kind}: {first[:200]}). vaegmm loads model files "
+            f"with weights_only=True and never runs code from them. {fix}"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = type(payload).__name__ if not isinstance(payload, dict) else f"keys {sorted(payload)[:8]}"
+        raise ModelFileError(
+            f"{path}: not a vaegmm model file (expected a dict with format {FORMAT!r}, found {found}). "
+            f"A plain state_dict from another script cannot be used: {fix}"
+        )
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format version {payload.get('format_version')!r}, expected {FORMAT_VERSION}. {fix}")
+    try:
+        config = VAEConfig.from_dict(payload["config"])
+        model = VAE(config)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelFileError(
+            f"{path}: its weights do not match its recorded architecture ({first[:300]}). {fix}"
+        ) from exc
+    for name, tensor in model.state_dict().items():
+        if not torch.isfinite(tensor).all():
+            raise ModelFileError(f"{path}: weight '{name}' holds NaN or infinite values (training diverged?). {fix}")
+    model.eval()
+    return model, payload
+
+
+# --- inference helpers (no gradients, batched so memory stays flat) ------------------------
+
+def _batches(images, batch_size: int, device: torch.device):
+    for start in range(0, len(images), batch_size):
+        yield torch.as_tensor(images[start: start + batch_size], dtype=torch.float32, device=device)
+
+
+@torch.no_grad()
+def encode_means(model: VAE, images, *, batch_size: int = 4096):
+    """Latent means μ of images (N, H, W) in [0, 1]: numpy (N, latent_dim) float64."""
+    device = next(model.parameters()).device
+    model.eval()
+    parts = [model.encode(x)[0].double().cpu() for x in _batches(images, batch_size, device)]
+    return torch.cat(parts).numpy()
+
+
+@torch.no_grad()
+def reconstruct(model: VAE, images, *, batch_size: int = 4096):
+    """Decode each image's latent mean: numpy (N, *image_shape) float32 in [0, 1]."""
+    device = next(model.parameters()).device
+    model.eval()
+    parts = [model.decode(model.encode(x)[0]).cpu() for x in _batches(images, batch_size, device)]
+    return torch.cat(parts).numpy().astype("float32")
+
+
+@torch.no_grad()
+def decode_latents(model: VAE, z) -> "torch.Tensor":
+    """Decode latent points z (N, latent_dim): numpy (N, *image_shape) float32 in [0, 1]."""
+    device = next(model.parameters()).device
+    model.eval()
+    return model.decode(torch.as_tensor(z, dtype=torch.float32, device=device)).cpu().numpy()
+
+
+@torch.no_grad()
+def elbo_per_image(model: VAE, images, *, n_samples: int = 10, seed: int = 0, batch_size: int = 4096) -> float:
+    """Mean ELBO in nats per image under a Bernoulli decoder, averaged over n_samples draws of z.
+
+    Uses a private generator so that evaluating never disturbs the global RNG.
+    """
+    device = next(model.parameters()).device
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    total = 0.0
+    for x in _batches(images, batch_size, device):
+        x = x.reshape(len(x), -1)  # (B, input_dim)
+        mu, logvar = model.encode(x)
+        std = torch.exp(0.5 * logvar)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)  # (B,)
+        recon = torch.zeros(len(x), device=device, dtype=torch.float64)
+        for _ in range(n_samples):
+            z = mu + std * torch.randn(std.shape, generator=gen, device=device)
+            logits = model.decode_logits(z)
+            recon += F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1).double()
+        total += float((-(recon / n_samples) - kl.double()).sum())
+    return total / len(images)

@@ -1,0 +1,165 @@
+"""The training loop: Adam on the negative ELBO, data kept as one tensor, a checkpoint per epoch."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import ModelFileError
+from .model import VAE, TrainConfig, VAEConfig, build_model, vae_loss
+from .storage import atomic_output, atomic_write_bytes
+
+CHECKPOINT_FORMAT = "vaegmm.checkpoint"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto" takes a GPU when one is present, the CPU otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrainResult:
+    model: VAE
+    history: list[dict]
+    seconds: float
+    device: str
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _save_checkpoint(path, *, model, optimizer, epoch, history, device, model_config, train_config):
+    with atomic_output(path) as tmp:
+        torch.save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": model_config.to_dict(),
+                "train_config": train_config.to_dict(),
+                "epoch": epoch,
+                "history": history,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(device),
+            },
+            tmp,
+        )
+
+
+def _load_checkpoint(path: Path, *, model_config, train_config, device) -> dict:
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: cannot read the training checkpoint ({exc}). Delete it to start afresh.") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{path}: not a vaegmm training checkpoint. Delete it to start afresh.")
+    if ckpt["config"] != model_config.to_dict() or {k: v for k, v in ckpt["train_config"].items() if k != "epochs"} != {
+        k: v for k, v in train_config.to_dict().items() if k != "epochs"
+    }:
+        raise ModelFileError(
+            f"{path}: this checkpoint was made with other settings ({ckpt['config']}, {ckpt['train_config']}); "
+            "resume with the same settings, or delete it to start afresh."
+        )
+    return ckpt
+
+
+def train_vae(
+    images: np.ndarray,
+    *,
+    model_config: VAEConfig,
+    train_config: TrainConfig,
+    device: torch.device | None = None,
+    log_path: str | Path | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a VAE on images (N, H, W) float32 in [0, 1]; labels are never seen here.
+
+    Writes one JSON line per epoch to ``log_path`` and, after every epoch, a checkpoint
+    (weights, optimizer, epoch, RNG state) to ``checkpoint_path``; with ``resume`` an
+    existing checkpoint is continued, giving the same model as an uninterrupted run.
+    """
+    device = device or pick_device()
+    start = time.perf_counter()
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    history: list[dict] = []
+    first_epoch = 1
+    checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+    if resume and checkpoint_path and checkpoint_path.is_file():
+        ckpt = _load_checkpoint(checkpoint_path, model_config=model_config, train_config=train_config, device=device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(ckpt["rng"], device)
+        history = list(ckpt["history"])
+        first_epoch = int(ckpt["epoch"]) + 1
+
+    data = torch.as_tensor(images, dtype=torch.float32).reshape(len(images), -1).to(device)  # (N, input_dim)
+    n = len(data)
+    n_batches = math.ceil(n / train_config.batch_size)
+    bar = tqdm(
+        total=(train_config.epochs - first_epoch + 1) * n_batches,
+        disable=not progress,
+        unit="batch",
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    model.train()
+    for epoch in range(first_epoch, train_config.epochs + 1):
+        epoch_start = time.perf_counter()
+        bar.set_description(f"epoch {epoch}/{train_config.epochs}")
+        perm = torch.randperm(n).to(device)  # (N,)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, recon, kl summed over images
+        for b in range(n_batches):
+            x = data[perm[b * train_config.batch_size: (b + 1) * train_config.batch_size]]  # (B, input_dim)
+            logits, mu, logvar = model(x)
+            loss, recon, kl = vae_loss(logits, x, mu, logvar, beta=model_config.beta, recon_loss=model_config.recon_loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums += torch.stack([loss.detach(), recon.detach(), kl.detach()]).double() * len(x)
+            bar.update(1)
+            if b % 20 == 0 or b == n_batches - 1:
+                seen = min((b + 1) * train_config.batch_size, n)
+                loss_m, recon_m, kl_m = (sums / seen).tolist()
+                bar.set_postfix(loss=f"{loss_m:.2f}", recon=f"{recon_m:.2f}", kl=f"{kl_m:.2f}", refresh=False)
+        loss_m, recon_m, kl_m = (sums / n).tolist()
+        if not math.isfinite(loss_m):
+            bar.close()
+            raise FloatingPointError(
+                f"training diverged at epoch {epoch} (loss {loss_m}); lower the learning rate (--lr)."
+            )
+        history.append(
+            {"epoch": epoch, "loss": loss_m, "recon": recon_m, "kl": kl_m, "seconds": time.perf_counter() - epoch_start}
+        )
+        if log_path:
+            atomic_write_bytes(log_path, "".join(json.dumps(h) + "\n" for h in history).encode())
+        if checkpoint_path:
+            _save_checkpoint(
+                checkpoint_path, model=model, optimizer=optimizer, epoch=epoch, history=history,
+                device=device, model_config=model_config, train_config=train_config,
+            )
+    bar.close()
+    model.eval()
+    return TrainResult(model=model, history=history, seconds=time.perf_counter() - start, device=str(device))

@@ -1,0 +1,45 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _course_dir() -> Path | None:
+    for candidate in (os.environ.get("VAEGMM_COURSE_DATA"), REPO.parent / "shared" / "data" / "mnist_1_4_8"):
+        if candidate and (Path(candidate) / "mnist_1_4_8_train.npz").is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def course_dir() -> Path:
+    found = _course_dir()
+    if found is None:
+        pytest.skip("the course files (mnist_1_4_8_*.npz) are not available; set VAEGMM_COURSE_DATA")
+    return found
+
+
+@pytest.fixture(scope="session")
+def small_course_files(course_dir, tmp_path_factory) -> dict[str, Path]:
+    """A small slice of the real course files, in the course's format, for end-to-end runs."""
+    out = tmp_path_factory.mktemp("course")
+    rng = np.random.default_rng(0)
+    files = {}
+    for name, n in (("train", 1200), ("val", None), ("test", 300), ("test_recon", None)):
+        with np.load(course_dir / f"mnist_1_4_8_{name}.npz") as archive:
+            data, labels = archive["data"], archive["labels"]
+        if n is not None:
+            idx = np.sort(rng.choice(len(data), size=n, replace=False))
+            data, labels = data[idx], labels[idx]
+        files[name] = out / f"{name}.npz"
+        np.savez(files[name], data=data, labels=labels)
+    return files
+
+
+def make_blobs(rng, means, covs, counts):
+    X = np.concatenate([rng.multivariate_normal(m, c, size=n) for m, c, n in zip(means, covs, counts)])
+    y = np.concatenate([np.full(n, k) for k, n in enumerate(counts)])
+    return X, y

@@ -1,0 +1,159 @@
+"""The from-scratch GMM against references: scipy densities, EM monotonicity, known parameters, sklearn."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from vaegmm.errors import DegenerateFitWarning, ModelFileError
+from vaegmm.gmm import (
+    GaussianMixture,
+    compute_precision_cholesky,
+    estimate_log_gaussian_prob,
+)
+
+from .conftest import make_blobs
+
+MEANS = np.array([[-4.0, 0.0], [3.0, 3.0], [3.0, -3.0]])
+COVS = np.array([[[1.0, 0.6], [0.6, 1.0]], [[0.5, 0.0], [0.0, 2.0]], [[1.5, -0.4], [-0.4, 0.3]]])
+
+
+@pytest.fixture
+def blobs():
+    rng = np.random.default_rng(1)
+    return make_blobs(rng, MEANS, COVS, [3000, 2000, 1000])
+
+
+def test_log_density_matches_scipy():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3)) * 2
+    means = rng.normal(size=(4, 3))
+    a = rng.normal(size=(4, 3, 3))
+    covs = a @ a.transpose(0, 2, 1) + 0.5 * np.eye(3)
+    ours = estimate_log_gaussian_prob(X, means, compute_precision_cholesky(covs))
+    ref = np.stack([multivariate_normal(means[k], covs[k]).logpdf(X) for k in range(4)], axis=1)
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_precision_cholesky_inverts_covariance():
+    covs = COVS
+    p = compute_precision_cholesky(covs)
+    for k in range(len(covs)):
+        np.testing.assert_allclose(p[k] @ p[k].T @ covs[k], np.eye(2), atol=1e-12)
+        assert np.allclose(np.tril(p[k], -1), 0)  # upper triangular
+
+
+def test_em_likelihood_never_decreases(blobs):
+    X, _ = blobs
+    rng = np.random.default_rng(3)
+    gmm = GaussianMixture(tol=0, max_iter=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)  # tol=0 never "converges"
+        gmm.fit(X, means_init=rng.normal(size=(3, 2)))
+    history = np.array(gmm.log_likelihood_history_)
+    assert len(history) == 60
+    assert np.all(np.diff(history) >= -1e-10), np.diff(history).min()
+    assert history[-1] > history[0] + 0.1  # EM actually moved
+
+
+def test_anchored_em_likelihood_never_decreases(blobs):
+    X, y = blobs
+    rng = np.random.default_rng(4)
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 3, replace=False) for k in range(3)])
+    gmm = GaussianMixture(tol=0, max_iter=40, components_per_class=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        gmm.fit_seeded(X, X[lab], y[lab])
+    assert np.all(np.diff(gmm.log_likelihood_history_) >= -1e-10)
+
+
+def test_recovers_known_parameters(blobs):
+    X, y = blobs
+    lab = np.concatenate([np.flatnonzero(y == k)[:5] for k in range(3)])
+    gmm = GaussianMixture().fit_seeded(X, X[lab], y[lab])
+    assert gmm.converged_
+    np.testing.assert_allclose(gmm.means_, MEANS, atol=0.1)
+    np.testing.assert_allclose(gmm.covariances_, COVS, atol=0.15)
+    np.testing.assert_allclose(gmm.weights_, [0.5, 1 / 3, 1 / 6], atol=0.01)
+    assert gmm.labelled_agreement_ == 1.0
+    assert np.mean(gmm.predict(X) == y) > 0.99
+
+
+def test_agrees_with_sklearn_given_the_same_start(blobs):
+    sklearn_mixture = pytest.importorskip("sklearn.mixture")
+    X, _ = blobs
+    rng = np.random.default_rng(5)
+    means0 = MEANS + rng.normal(scale=1.0, size=MEANS.shape)
+    weights0 = np.array([0.2, 0.3, 0.5])
+    covs0 = np.stack([np.eye(2) * s for s in (0.5, 1.0, 2.0)])
+    ours = GaussianMixture(tol=1e-10, max_iter=500, reg_covar=1e-6).fit(
+        X, means_init=means0, weights_init=weights0, covariances_init=covs0
+    )
+    ref = sklearn_mixture.GaussianMixture(
+        3, covariance_type="full", tol=1e-10, max_iter=500, reg_covar=1e-6,
+        means_init=means0, weights_init=weights0, precisions_init=np.linalg.inv(covs0),
+    ).fit(X)
+    np.testing.assert_allclose(ours.means_, ref.means_, atol=1e-6)
+    np.testing.assert_allclose(ours.covariances_, ref.covariances_, atol=1e-6)
+    np.testing.assert_allclose(ours.weights_, ref.weights_, atol=1e-7)
+    np.testing.assert_allclose(ours.score_samples(X), ref.score_samples(X), atol=1e-6)
+    np.testing.assert_allclose(ours.predict_component_proba(X), ref.predict_proba(X), atol=1e-6)
+
+
+def test_predict_proba_sums_components_of_a_class(blobs):
+    X, y = blobs
+    lab = np.concatenate([np.flatnonzero(y == k)[:5] for k in range(3)])
+    gmm = GaussianMixture(components_per_class=2).fit_seeded(X, X[lab], y[lab] + 10)
+    proba = gmm.predict_proba(X[:100])
+    assert proba.shape == (100, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(np.unique(gmm.predict(X))) <= {10, 11, 12}
+    assert list(gmm.component_classes_) == [10, 10, 11, 11, 12, 12]
+
+
+def test_sample_follows_the_mixture(blobs):
+    X, y = blobs
+    lab = np.concatenate([np.flatnonzero(y == k)[:5] for k in range(3)])
+    gmm = GaussianMixture().fit_seeded(X, X[lab], y[lab])
+    S, comp = gmm.sample(20000, random_state=0)
+    assert S.shape == (20000, 2)
+    np.testing.assert_allclose(np.bincount(comp, minlength=3) / 20000, gmm.weights_, atol=0.015)
+    np.testing.assert_allclose(S[comp == 1].mean(0), gmm.means_[1], atol=0.05)
+    S2, _ = gmm.sample(10, random_state=0)
+    np.testing.assert_array_equal(S2, gmm.sample(10, random_state=0)[0])
+
+
+def test_dict_round_trip_through_plain_pickle(blobs, tmp_path):
+    from vaegmm.storage import load_plain_pickle, save_plain_pickle
+
+    X, y = blobs
+    lab = np.concatenate([np.flatnonzero(y == k)[:5] for k in range(3)])
+    gmm = GaussianMixture().fit_seeded(X, X[lab], y[lab])
+    save_plain_pickle(gmm.to_dict(), tmp_path / "g.pkl")
+    back = GaussianMixture.from_dict(load_plain_pickle(tmp_path / "g.pkl"))
+    np.testing.assert_array_equal(back.means_, gmm.means_)
+    np.testing.assert_array_equal(back.score_samples(X), gmm.score_samples(X))
+    np.testing.assert_array_equal(back.predict(X), gmm.predict(X))
+
+
+
+def test_malicious_pickle_is_refused_without_running_it(tmp_path):
+    from vaegmm.storage import load_plain_pickle
+
+    marker = tmp_path / "pwned"
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))  # would create the marker file if ever called
+
+    path = tmp_path / "gmm_params.pkl"
+    path.write_bytes(pickle.dumps({"format": "vaegmm.gmm", "means": Evil()}))
+    with pytest.raises(ModelFileError, match=r"gmm_params\.pkl.*'io\.open'.*never runs code"):
+        load_plain_pickle(path)
+    assert not marker.exists()
+
+
+def test_foreign_plain_dict_is_refused():
+    with pytest.raises(ModelFileError, match="format 'vaegmm.gmm'"):
+        GaussianMixture.from_dict({"means": [[0, 0]]}, source="x.pkl")
