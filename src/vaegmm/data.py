@@ -103,6 +103,13 @@ def load_npz(path: str | Path, *, require_labels: bool = False) -> Dataset:
         raise DataError(f"{source}: is a folder; expected an .npz file.")
     if path.stat().st_size == 0:
         raise DataError(f"{source}: the file is empty (0 bytes); expected an .npz archive. Re-create or re-copy it.")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if not (magic.startswith(b"PK") or magic.startswith(b"\x93NUMPY")):
+        raise DataError(
+            f"{source}: not an .npz archive (it starts with {magic!r}); expected a file written by np.savez. "
+            "Convert the images with np.savez(path, data=images, labels=labels)."
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -121,7 +128,7 @@ def load_npz(path: str | Path, *, require_labels: bool = False) -> Dataset:
     except DataError:
         raise
     except ValueError as exc:
-        if "pickle" in str(exc).lower():
+        if "object arrays" in str(exc).lower():
             raise DataError(
                 f"{source}: an array holds Python objects (dtype object); expected numeric arrays. "
                 "Save numeric arrays (uint8 images, int64 labels)."

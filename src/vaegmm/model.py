@@ -19,6 +19,7 @@ from torch import nn
 from .errors import ModelFileError
 
 RECON_LOSSES = ("bce", "mse")
+LR_SCHEDULES = ("constant", "cosine")
 FORMAT = "vaegmm.vae"
 FORMAT_VERSION = 1
 MAX_PARAMETERS = 20_000_000
@@ -74,11 +75,22 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine": decays to lr * final_lr_ratio by the last step
+    final_lr_ratio: float = 0.05
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0; got {self}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}.")
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """Learning rate of optimisation step ``step`` (0-based); a pure function, so resuming needs no state."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        progress = min(step / max(total_steps - 1, 1), 1.0)
+        return self.lr * (self.final_lr_ratio + (1 - self.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

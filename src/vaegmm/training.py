@@ -133,6 +133,9 @@ def train_vae(
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, recon, kl summed over images
         for b in range(n_batches):
             x = data[perm[b * train_config.batch_size: (b + 1) * train_config.batch_size]]  # (B, input_dim)
+            lr = train_config.lr_at((epoch - 1) * n_batches + b, train_config.epochs * n_batches)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             logits, mu, logvar = model(x)
             loss, recon, kl = vae_loss(logits, x, mu, logvar, beta=model_config.beta, recon_loss=model_config.recon_loss)
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,81 @@
+"""The course's three commands end to end, as a user runs them, on a small slice of the real files."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_course(args, cwd, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "vae.py"), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(small_course_files, tmp_path_factory):
+    """The course's train command, run from a folder that is not the repository."""
+    work = tmp_path_factory.mktemp("work")
+    result = run_course([small_course_files["train"], small_course_files["val"], "train", "vae.pth", "gmm_params.pkl"], work)
+    assert result.returncode == 0, result.stderr
+    return work, result
+
+
+def test_train_writes_model_gmm_and_log(trained):
+    work, result = trained
+    assert (work / "vae.pth").is_file() and (work / "gmm_params.pkl").is_file()
+    log = (work / "vae_train_log.jsonl").read_text().splitlines()
+    assert len(log) >= 1 and '"recon"' in log[0] and '"kl"' in log[0]
+    assert "parameters:" in result.stdout and "GMM: EM converged" in result.stdout
+    assert not list(work.glob("*.tmp")) and not list(work.glob("*.ckpt"))
+
+
+def test_reconstruction_output(trained, small_course_files):
+    work, _ = trained
+    result = run_course([small_course_files["test_recon"], "test_reconstruction", "vae.pth"], work)
+    assert result.returncode == 0, result.stderr
+    with np.load(work / "vae_reconstructed.npz") as out:
+        assert out.files == ["data"]
+        data = out["data"]
+    with np.load(small_course_files["test_recon"]) as src:
+        assert data.shape == src["data"].shape
+    assert data.dtype == np.float32 and data.min() >= 0 and data.max() <= 1
+    assert "ssim" in result.stdout and "one_minus_mse" in result.stdout
+
+
+def test_classifier_output(trained, small_course_files):
+    work, _ = trained
+    result = run_course([small_course_files["test"], "test_classifier", "vae.pth", "gmm_params.pkl"], work)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader((work / "vae.csv").open()))
+    assert rows[0] == ["Predicted_Label"]
+    with np.load(small_course_files["test"]) as src:
+        labels = src["labels"]
+    predicted = np.array([int(r[0]) for r in rows[1:]])
+    assert len(predicted) == len(labels)
+    assert set(predicted) <= {1, 4, 8}
+    assert np.mean(predicted == labels) > 0.8  # a 2-epoch model on 1,200 images still separates 1/4/8
+    for key in ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "score"):
+        assert key in result.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["a.npz", "train"], ["a.npz", "b.npz", "fly", "x", "y"], ["a.npz", "test_classifier", "vae.pth"]])
+def test_wrong_usage_prints_usage_and_exits_2(args, tmp_path):
+    result = run_course(args, tmp_path)
+    assert result.returncode == 2
+    assert "usage:" in result.stderr and "test_reconstruction" in result.stderr
+
+
+def test_vaegmm_help_shows_defaults():
+    result = subprocess.run([sys.executable, "-m", "vaegmm.cli", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for option in ("--epochs", "--batch-size", "--lr", "--beta", "--hidden", "--latent-dim", "--loss", "--out-dir"):
+        assert option in result.stdout
+    assert "(default:" in result.stdout

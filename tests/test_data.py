@@ -1,0 +1,89 @@
+"""Loaders: the course NPZ format and what they refuse."""
+
+import numpy as np
+import pytest
+
+from vaegmm.data import load_npz
+from vaegmm.errors import DataError
+
+
+def _save(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def test_uint8_and_float_and_flat_forms_agree(tmp_path):
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    a = load_npz(_save(tmp_path / "a.npz", data=u8, labels=np.arange(5)))
+    b = load_npz(_save(tmp_path / "b.npz", data=u8.astype(np.float32) / 255))
+    c = load_npz(_save(tmp_path / "c.npz", data=u8.reshape(5, 784)))
+    d = load_npz(_save(tmp_path / "d.npz", data=u8.astype(np.float64)))  # floats in 0-255
+    for ds in (a, b, c, d):
+        assert ds.images.dtype == np.float32 and ds.images.shape == (5, 28, 28)
+        np.testing.assert_allclose(ds.images, u8 / 255, atol=1e-6)
+    assert a.labels.tolist() == [0, 1, 2, 3, 4] and b.labels is None
+    assert c.stored_shape == (5, 784)
+
+
+def test_image_size_comes_from_the_data(tmp_path):
+    ds = load_npz(_save(tmp_path / "s.npz", data=np.zeros((3, 16, 12), np.uint8)))
+    assert ds.image_shape == (16, 12)
+
+
+@pytest.mark.parametrize(
+    "data, pattern",
+    [
+        (np.zeros((2, 3, 28, 28), np.uint8), r"shape \(2, 3, 28, 28\).*Drop colour"),
+        (np.zeros((4,), np.uint8), r"shape \(4,\)"),
+        (np.zeros((0, 28, 28), np.uint8), "empty"),
+        (np.zeros((2, 27 * 28), np.uint8), "square pixel count"),
+        (np.full((2, 28, 28), np.nan), "NaN or infinite"),
+        (np.full((2, 28, 28), np.inf), "NaN or infinite"),
+        (np.full((2, 28, 28), -1.0), r"\[-1, -1\].*0-255"),
+        (np.full((2, 28, 28), 300.0), r"0-255"),
+        (np.zeros((2, 28, 28), np.complex64), "dtype complex64"),
+    ],
+)
+def test_bad_images_are_refused_with_the_file_named(tmp_path, data, pattern):
+    path = _save(tmp_path / "bad.npz", data=data)
+    with pytest.raises(DataError, match=pattern) as info:
+        load_npz(path)
+    assert "bad.npz" in str(info.value)
+
+
+def test_missing_empty_truncated_and_foreign_files(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_npz(tmp_path / "nope.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty \(0 bytes\)"):
+        load_npz(tmp_path / "empty.npz")
+    good = _save(tmp_path / "good.npz", data=np.zeros((50, 28, 28), np.uint8))
+    (tmp_path / "trunc.npz").write_bytes(good.read_bytes()[:500])
+    with pytest.raises(DataError, match=r"trunc\.npz: not a readable \.npz"):
+        load_npz(tmp_path / "trunc.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(DataError, match=r"text\.npz: not an \.npz archive"):
+        load_npz(tmp_path / "text.npz")
+
+
+def test_missing_data_key_lists_the_keys_found(tmp_path):
+    path = _save(tmp_path / "k.npz", images=np.zeros((2, 28, 28)), y=np.zeros(2))
+    with pytest.raises(DataError, match=r"no 'data' key; found \['images', 'y'\]"):
+        load_npz(path)
+
+
+def test_object_arrays_are_refused_without_unpickling(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, data=np.array([np.zeros((28, 28)), None], dtype=object))
+    with pytest.raises(DataError, match="dtype object"):
+        load_npz(path)
+
+
+def test_labels_must_match_and_exist_when_required(tmp_path):
+    with pytest.raises(DataError, match=r"one label per image"):
+        load_npz(_save(tmp_path / "l.npz", data=np.zeros((3, 28, 28), np.uint8), labels=np.zeros(2, int)))
+    with pytest.raises(DataError, match="no 'labels' key"):
+        load_npz(_save(tmp_path / "n.npz", data=np.zeros((3, 28, 28), np.uint8)), require_labels=True)
+    with pytest.raises(DataError, match="integer class labels"):
+        load_npz(_save(tmp_path / "f.npz", data=np.zeros((3, 28, 28), np.uint8), labels=np.array([0.5, 1, 2])))
