@@ -11,6 +11,7 @@ from vaegmm.errors import DegenerateFitWarning, ModelFileError
 from vaegmm.gmm import (
     GaussianMixture,
     compute_precision_cholesky,
+    e_step,
     estimate_log_gaussian_prob,
 )
 
@@ -62,11 +63,48 @@ def test_anchored_em_likelihood_never_decreases(blobs):
     X, y = blobs
     rng = np.random.default_rng(4)
     lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 3, replace=False) for k in range(3)])
-    gmm = GaussianMixture(tol=0, max_iter=40, components_per_class=2)
+    data = np.concatenate([X, X[lab]])
+    component_classes = np.repeat([0, 1, 2], 2)
+    allowed = np.concatenate([np.ones((len(X), 6), bool), y[lab][:, None] == component_classes[None]])
+    gmm = GaussianMixture(tol=0, max_iter=40)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateFitWarning)
-        gmm.fit_seeded(X, X[lab], y[lab])
+        gmm.fit(data, means_init=rng.normal(size=(6, 2)), component_classes=component_classes, allowed=allowed)
+    assert len(gmm.log_likelihood_history_) == 40
     assert np.all(np.diff(gmm.log_likelihood_history_) >= -1e-10)
+    # anchored points carry no responsibility outside their class's components
+    _, log_resp = e_step(data, gmm.weights_, gmm.means_, gmm.precisions_cholesky_, allowed)
+    assert np.all(np.exp(log_resp[len(X):])[~allowed[len(X):]] == 0)
+
+
+def _bimodal_class(rng):
+    """Class 0 is two far-apart blobs (its mean lies in empty space), class 1 one blob above it."""
+    centres = np.array([[-6.0, 0.0], [6.0, 0.0], [0.0, 5.0]])
+    X, y = make_blobs(rng, centres, [np.eye(2) * 0.5] * 3, [1500, 1500, 1500])
+    return X, np.where(y == 2, 1, 0), centres
+
+
+def test_staged_fit_gives_a_bimodal_class_one_component_per_mode():
+    rng = np.random.default_rng(7)
+    X, y, centres = _bimodal_class(rng)
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 4, replace=False) for k in (0, 1)])
+    gmm = GaussianMixture(components_per_class=2).fit_seeded(X, X[lab], y[lab])
+    assert np.mean(gmm.predict(X) == y) > 0.99
+    assert gmm.labelled_agreement_ == 1.0
+    class0 = gmm.means_[gmm.component_classes_ == 0]
+    np.testing.assert_allclose(class0[np.argsort(class0[:, 0])], centres[:2], atol=0.15)
+
+
+def test_joint_em_is_rejected_by_the_drift_guard():
+    rng = np.random.default_rng(8)
+    X, y, _ = _bimodal_class(rng)
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 4, replace=False) for k in (0, 1)])
+    kept = GaussianMixture(components_per_class=2, joint_em=True).fit_seeded(X, X[lab], y[lab])
+    assert kept.joint_em_accepted_ and kept.n_iter_ >= 1
+    refused = GaussianMixture(components_per_class=2, joint_em=True, max_class_shift=-1).fit_seeded(X, X[lab], y[lab])
+    assert not refused.joint_em_accepted_
+    staged = GaussianMixture(components_per_class=2, joint_em=False).fit_seeded(X, X[lab], y[lab])
+    np.testing.assert_array_equal(refused.means_, staged.means_)
 
 
 def test_recovers_known_parameters(blobs):

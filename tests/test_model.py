@@ -66,7 +66,7 @@ def test_cosine_schedule_ends_at_the_final_ratio():
     tc = TrainConfig(lr=1e-3, lr_schedule="cosine", final_lr_ratio=0.1)
     assert tc.lr_at(0, 100) == pytest.approx(1e-3)
     assert tc.lr_at(99, 100) == pytest.approx(1e-4)
-    assert TrainConfig(lr=1e-3).lr_at(50, 100) == 1e-3
+    assert TrainConfig(lr=1e-3, lr_schedule="constant").lr_at(50, 100) == 1e-3
 
 
 def test_save_load_round_trip_rebuilds_without_flags(tmp_path):

@@ -283,3 +283,120 @@ def select_digits(
     idx = np.concatenate(picked)
     labelled = Dataset(images=out["train"].images[idx], labels=out["train"].labels[idx], source=f"{source} (labelled draw, seed {seed})")
     return MnistSplits(train=out["train"], labelled=labelled, test=out["test"])
+
+
+# --- finding and downloading MNIST ---------------------------------------------------------
+
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+DOWNLOAD_CHUNK = 1 << 16
+
+
+def default_data_dir(data_dir: str | Path | None = None) -> Path:
+    """``data_dir`` if given, else ``$VAEGMM_DATA``, else the user cache (``$XDG_CACHE_HOME/vaegmm/mnist``)."""
+    import os
+
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get("VAEGMM_DATA"):
+        return Path(os.environ["VAEGMM_DATA"]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "vaegmm" / "mnist"
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(DOWNLOAD_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_file(url: str, dest: Path, *, md5: str, timeout: float, progress: bool) -> None:
+    """Stream ``url`` into ``dest`` atomically; the file appears only once complete and verified."""
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    from .storage import atomic_output
+
+    with atomic_output(dest) as tmp:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+                for chunk in iter(lambda: response.read(DOWNLOAD_CHUNK), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        found = _md5(tmp)
+        if found != md5:
+            raise DataError(f"{url}: MD5 {found} does not match the expected {md5}; the download is corrupt.")
+
+
+def fetch_mnist(
+    data_dir: str | Path,
+    *,
+    mirrors: tuple[str, ...] = MNIST_MIRRORS,
+    checksums: dict[str, str] = MNIST_MD5,
+    timeout: float = 30.0,
+    progress: bool = True,
+) -> Path:
+    """Download the four MNIST IDX files into ``data_dir`` (skipping verified ones), trying each mirror."""
+    import urllib.error
+
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, md5 in checksums.items():
+        dest = data_dir / name
+        if dest.is_file() and _md5(dest) == md5:
+            continue
+        failures = []
+        for mirror in mirrors:
+            try:
+                download_file(mirror + name, dest, md5=md5, timeout=timeout, progress=progress)
+                break
+            except (urllib.error.URLError, OSError, DataError) as exc:
+                failures.append(f"{mirror + name}: {getattr(exc, 'reason', exc)}")
+        else:
+            raise DataError(
+                f"could not download {name} into {data_dir}:\n  " + "\n  ".join(failures) + "\n"
+                f"Without network access, put the four MNIST IDX files ({', '.join(checksums)}) or Keras's "
+                f"mnist.npz into {data_dir}, or point --data-dir / VAEGMM_DATA at a folder holding them."
+            )
+    return data_dir
+
+
+def load_mnist(
+    data_dir: str | Path | None = None,
+    *,
+    digits: tuple[int, ...] = (1, 4, 8),
+    labels_per_digit: int = 5,
+    seed: int = 0,
+    download: bool = True,
+    progress: bool = True,
+) -> MnistSplits:
+    """MNIST restricted to ``digits``, with ``labels_per_digit`` labelled training images drawn (seeded)."""
+    folder = default_data_dir(data_dir)
+    arrays = load_mnist_arrays(folder) if folder.is_dir() else None
+    if arrays is None:
+        if not download:
+            raise DataError(
+                f"{folder}: no MNIST files found (the four IDX files, .gz or raw, or mnist.npz). Put them there "
+                "or allow the download."
+            )
+        fetch_mnist(folder, progress=progress)
+        arrays = load_mnist_arrays(folder)
+    bad = sorted(set(digits) - set(range(10)))
+    if bad or not digits:
+        raise DataError(f"digits must be among 0-9; got {list(digits)}.")
+    return select_digits(arrays, digits=tuple(digits), labels_per_digit=labels_per_digit, seed=seed, source=str(folder))

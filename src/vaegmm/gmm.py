@@ -125,6 +125,47 @@ def _check_X(X: Any, name: str = "X") -> np.ndarray:
     return X
 
 
+def kmeans_plus_plus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007). X: (N, D). Returns (n_clusters, D)."""
+    centres = [X[rng.integers(len(X))]]
+    closest = ((X - centres[0]) ** 2).sum(axis=1)  # (N,)
+    for _ in range(1, n_clusters):
+        total = closest.sum()
+        idx = rng.choice(len(X), p=closest / total) if total > 0 else rng.integers(len(X))
+        centres.append(X[idx])
+        closest = np.minimum(closest, ((X - X[idx]) ** 2).sum(axis=1))
+    return np.array(centres)
+
+
+def kmeans(X: np.ndarray, centres: np.ndarray, *, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means from ``centres`` (K, D); returns centres (K, D) and labels (N,). Empty clusters stay put."""
+    centres = centres.copy()
+    for _ in range(max_iter):
+        labels = ((X[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)  # (N,)
+        new = np.array([X[labels == k].mean(axis=0) if np.any(labels == k) else centres[k] for k in range(len(centres))])
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return centres, labels
+
+
+def seeded_kmeans(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray, classes: np.ndarray, *, max_iter: int = 100) -> np.ndarray:
+    """k-means with one centroid per class, started at the labelled class means, labelled points
+    fixed in their class. X: (N, D). Returns the class of each row of X: (N,)."""
+    fixed_sums = np.stack([X_labelled[y_labelled == c].sum(axis=0) for c in classes])  # (C, D)
+    fixed_counts = np.array([np.sum(y_labelled == c) for c in classes])  # (C,)
+    centres = fixed_sums / fixed_counts[:, None]
+    for _ in range(max_iter):
+        labels = ((X[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)  # (N,)
+        sums = fixed_sums + np.stack([X[labels == k].sum(axis=0) for k in range(len(classes))])
+        counts = fixed_counts + np.bincount(labels, minlength=len(classes))
+        new = sums / counts[:, None]
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return classes[labels]
+
+
 class GaussianMixture:
     """Full-covariance Gaussian mixture whose components stand for classes.
 
@@ -139,10 +180,16 @@ class GaussianMixture:
     max_iter : int
         Most EM iterations.
     anchor_labels : bool
-        In :meth:`fit_seeded`, keep the labelled points in the fit with responsibilities
-        restricted to their class's components (semi-supervised EM).
-    labelled_weight : float
-        In :meth:`fit_seeded`, how many unlabelled points one anchored labelled point counts as.
+        In :meth:`fit_seeded`'s joint EM, restrict labelled points' responsibilities to their
+        class's components (semi-supervised EM).
+    joint_em : bool
+        In :meth:`fit_seeded`, finish with EM on all points jointly (guarded against drift).
+    max_class_shift : float
+        The largest share of points the joint EM may move across classes before it is rejected.
+    max_partition_rounds : int
+        Most rounds of per-class fitting and re-assignment in :meth:`fit_seeded`.
+    partition_tol : float
+        The rounds stop once at most this share of points changes class.
     random_state : int
         Seed for tie-breaking initialisation and :meth:`sample`.
 
@@ -162,7 +209,10 @@ class GaussianMixture:
         tol: float = 1e-4,
         max_iter: int = 300,
         anchor_labels: bool = True,
-        labelled_weight: float = 1.0,
+        joint_em: bool = True,
+        max_class_shift: float = 0.05,
+        max_partition_rounds: int = 50,
+        partition_tol: float = 1e-3,
         random_state: int = 0,
     ) -> None:
         if components_per_class < 1:
@@ -171,14 +221,15 @@ class GaussianMixture:
             raise ValueError(f"reg_covar must be >= 0; got {reg_covar}.")
         if max_iter < 1:
             raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
-        if labelled_weight <= 0:
-            raise ValueError(f"labelled_weight must be > 0; got {labelled_weight}.")
         self.components_per_class = components_per_class
         self.reg_covar = reg_covar
         self.tol = tol
         self.max_iter = max_iter
         self.anchor_labels = anchor_labels
-        self.labelled_weight = labelled_weight
+        self.joint_em = joint_em
+        self.max_class_shift = max_class_shift
+        self.max_partition_rounds = max_partition_rounds
+        self.partition_tol = partition_tol
         self.random_state = random_state
 
     # --- fitting ---------------------------------------------------------------------
@@ -192,21 +243,18 @@ class GaussianMixture:
         covariances_init: np.ndarray | None = None,
         component_classes: np.ndarray | None = None,
         allowed: np.ndarray | None = None,
-        sample_weight: np.ndarray | None = None,
     ) -> "GaussianMixture":
         """Plain EM on X (N, D) from the given start.
 
         means_init (K, D); weights_init (K,) defaults to uniform; covariances_init (K, D, D)
         defaults to the covariances of a hard nearest-mean assignment. ``allowed`` (N, K)
-        restricts which components each point may belong to; ``sample_weight`` (N,) weights
-        each point's contribution to the likelihood.
+        restricts which components each point may belong to (labelled points).
         """
         X = _check_X(X)
         means = np.array(means_init, dtype=np.float64)
         if means.ndim != 2 or means.shape[1] != X.shape[1]:
             raise ValueError(f"means_init must have shape (K, {X.shape[1]}); got {means.shape}.")
         n_components = len(means)
-        weights_sample = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         if allowed is not None and allowed.shape != (len(X), n_components):
             raise ValueError(f"allowed must have shape {(len(X), n_components)}; got {allowed.shape}.")
         if covariances_init is None or weights_init is None:
@@ -215,7 +263,7 @@ class GaussianMixture:
                 dist = np.where(allowed, dist, np.inf)
             hard = np.zeros_like(dist)
             hard[np.arange(len(X)), dist.argmin(axis=1)] = 1.0
-            nk, _, covariances = estimate_gaussian_parameters(X, hard * weights_sample[:, None], self.reg_covar)
+            nk, _, covariances = estimate_gaussian_parameters(X, hard, self.reg_covar)
             weights = nk / nk.sum()
         if weights_init is not None:
             weights = np.array(weights_init, dtype=np.float64)
@@ -225,14 +273,13 @@ class GaussianMixture:
 
         history: list[float] = []
         self.converged_ = False
-        total_weight = weights_sample.sum()
         for n_iter in range(1, self.max_iter + 1):
             log_prob = _weighted_log_prob(X, weights, means, precisions_chol, allowed)
             log_norm = logsumexp(log_prob, axis=1)  # (N,)
-            lower_bound = float((weights_sample * log_norm).sum() / total_weight)
-            resp = np.exp(log_prob - log_norm[:, None]) * weights_sample[:, None]  # (N, K)
+            lower_bound = float(log_norm.mean())
+            resp = np.exp(log_prob - log_norm[:, None])  # (N, K)
             nk, new_means, new_covariances = estimate_gaussian_parameters(X, resp, self.reg_covar)
-            empty = nk <= 2 * _EMPTY_COMPONENT * max(1.0, weights_sample.max())
+            empty = nk <= 2 * _EMPTY_COMPONENT
             if empty.any():
                 warnings.warn(
                     f"EM: component(s) {np.flatnonzero(empty).tolist()} lost all their points; keeping their "
@@ -271,10 +318,20 @@ class GaussianMixture:
         return self
 
     def fit_seeded(self, X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray) -> "GaussianMixture":
-        """Fit on unlabelled X (N, D), with components seeded from labelled points (M, D), labels (M,).
+        """Fit on unlabelled X (N, D) seeded by labelled points X_labelled (M, D), y_labelled (M,).
 
-        Each class gets ``components_per_class`` components whose means start at the class's
-        labelled mean (spread along the data's principal axis when there are several).
+        Plain EM seeded with the class means drifts when a digit's cluster is not one Gaussian: a
+        component balloons over the centre, or two digits share one. So the fit runs in stages:
+
+        1. *Seeded partition*: k-means whose centroids start at the labelled class means and whose
+           labelled points stay in their class.
+        2. *Per-class mixtures*: each class's ``components_per_class`` components are fitted by EM on
+           that class's points only (they cannot wander to another digit), the points are re-assigned
+           to the class of highest posterior, and this repeats until the partition is stable.
+        3. *Joint EM* on all points from that start, labelled points anchored to their class's
+           components. It is kept only if it does not lower the share of labelled points classified
+           as their own class and moves at most ``max_class_shift`` of the points across classes;
+           otherwise stage 2's mixture is kept (``joint_em_accepted_`` says which).
         """
         X = _check_X(X)
         X_labelled = _check_X(X_labelled, "X_labelled")
@@ -286,28 +343,79 @@ class GaussianMixture:
         classes = np.unique(y_labelled)
         if len(classes) < 2:
             raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
-        cpc = self.components_per_class
-        component_classes = np.repeat(classes, cpc)  # (K,)
-        class_means = np.stack([X_labelled[y_labelled == c].mean(axis=0) for c in classes])  # (C, D)
-        if cpc == 1:
-            means_init = class_means
-        else:
-            # Spread each class's components along the data's main axis, a fraction of its spread.
-            scale = np.sqrt(np.linalg.eigvalsh(np.cov(X.T).reshape(X.shape[1], X.shape[1]))[-1])
-            _, _, vt = np.linalg.svd(X - X.mean(0), full_matrices=False)
-            offsets = np.linspace(-0.5, 0.5, cpc)[:, None] * scale * 0.2 * vt[0][None]  # (cpc, D)
-            means_init = (class_means[:, None, :] + offsets[None]).reshape(-1, X.shape[1])
-        if self.anchor_labels:
-            data = np.concatenate([X, X_labelled])
-            allowed = np.concatenate(
-                [np.ones((len(X), len(component_classes)), bool), y_labelled[:, None] == component_classes[None]]
+        rng = np.random.default_rng(self.random_state)
+
+        partition = seeded_kmeans(X, X_labelled, y_labelled, classes)  # (N,) class of each point
+        previous = None
+        for rounds in range(1, self.max_partition_rounds + 1):
+            weights, means, covariances, component_classes = previous = self._per_class_mixtures(
+                X, X_labelled, y_labelled, classes, partition, rng, previous
             )
-            sample_weight = np.concatenate([np.ones(len(X)), np.full(len(X_labelled), self.labelled_weight)])
-        else:
-            data, allowed, sample_weight = X, None, None
-        self.fit(data, means_init=means_init, component_classes=component_classes, allowed=allowed, sample_weight=sample_weight)
+            self._set_params(weights, means, covariances, component_classes)
+            new_partition = self.predict(X)
+            moved = np.mean(new_partition != partition)
+            partition = new_partition
+            if moved <= self.partition_tol:
+                break
+        self.partition_rounds_ = rounds
+        staged = (weights, means, covariances, component_classes)
+        staged_agreement = float(np.mean(self.predict(X_labelled) == y_labelled))
+        staged_partition = self.predict(X)
+
+        self.joint_em_accepted_ = False
+        self.class_shift_ = 0.0
+        if self.joint_em:
+            data = np.concatenate([X, X_labelled])
+            allowed = None
+            if self.anchor_labels:
+                allowed = np.concatenate(
+                    [np.ones((len(X), len(component_classes)), bool), y_labelled[:, None] == component_classes[None]]
+                )
+            self.fit(data, means_init=means, weights_init=weights, covariances_init=covariances,
+                     component_classes=component_classes, allowed=allowed)
+            agreement = float(np.mean(self.predict(X_labelled) == y_labelled))
+            self.class_shift_ = float(np.mean(self.predict(X) != staged_partition))
+            if agreement >= staged_agreement and self.class_shift_ <= self.max_class_shift:
+                self.joint_em_accepted_ = True
+            else:
+                self._set_params(*staged)
+        if not self.joint_em_accepted_:
+            self.converged_, self.n_iter_ = True, 0
+            self.log_likelihood_history_ = [self.score(np.concatenate([X, X_labelled]))]
+            self.lower_bound_ = self.log_likelihood_history_[-1]
         self.labelled_agreement_ = float(np.mean(self.predict(X_labelled) == y_labelled))
         return self
+
+    def _per_class_mixtures(self, X, X_labelled, y_labelled, classes, partition, rng, previous=None):
+        """EM within each class's points, warm-started from ``previous`` when given.
+
+        Returns weights (K,), means (K, D), covariances (K, D, D), component classes (K,).
+        """
+        weights, means, covariances, component_classes = [], [], [], []
+        for c in classes:
+            pts = np.concatenate([X[partition == c], X_labelled[y_labelled == c]])  # (n_c, D)
+            inner = GaussianMixture(reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter, random_state=self.random_state)
+            if previous is not None:
+                own = previous[3] == c
+                inner.fit(pts, means_init=previous[1][own], weights_init=previous[0][own] / previous[0][own].sum(),
+                          covariances_init=previous[2][own])
+            else:
+                n_comp = min(self.components_per_class, len(pts))
+                inner.fit(pts, means_init=kmeans(pts, kmeans_plus_plus(pts, n_comp, rng))[0])
+            n_comp = len(inner.weights_)
+            weights.append(inner.weights_ * len(pts))
+            means.append(inner.means_)
+            covariances.append(inner.covariances_)
+            component_classes += [c] * n_comp
+        weights = np.concatenate(weights)
+        return weights / weights.sum(), np.concatenate(means), np.concatenate(covariances), np.array(component_classes)
+
+    def _set_params(self, weights, means, covariances, component_classes) -> None:
+        covariances, precisions_chol = _safe_precision_cholesky(covariances, self.reg_covar)
+        self.weights_, self.means_, self.covariances_ = weights, means, covariances
+        self.precisions_cholesky_ = precisions_chol
+        self.component_classes_ = np.asarray(component_classes)
+        self.classes_ = np.unique(self.component_classes_)
 
     # --- inference -------------------------------------------------------------------
 
@@ -371,7 +479,9 @@ class GaussianMixture:
             "params": {
                 "components_per_class": self.components_per_class, "reg_covar": self.reg_covar,
                 "tol": self.tol, "max_iter": self.max_iter, "anchor_labels": self.anchor_labels,
-                "labelled_weight": self.labelled_weight, "random_state": self.random_state,
+                "joint_em": self.joint_em, "max_class_shift": self.max_class_shift,
+                "max_partition_rounds": self.max_partition_rounds, "partition_tol": self.partition_tol,
+                "random_state": self.random_state,
             },
             "component_classes": self.component_classes_.tolist(),
             "weights": self.weights_.tolist(),

@@ -28,11 +28,11 @@ from .training import pick_device, train_vae
 class GMMOptions:
     """How the latent mixture is fitted (see :class:`vaegmm.gmm.GaussianMixture`)."""
 
-    components_per_class: int = 1
+    components_per_class: int = 3
     reg_covar: float = 1e-6
     tol: float = 1e-4
     max_iter: int = 300
-    anchor_labels: bool = True
+    joint_em: bool = False
 
     def build(self, *, random_state: int) -> GaussianMixture:
         return GaussianMixture(**asdict(self), random_state=random_state)

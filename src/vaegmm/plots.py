@@ -1,0 +1,214 @@
+"""The report's figures, drawn with matplotlib's Agg backend and written atomically as PNG.
+
+Every function takes arrays (no model), so figures are cheap to test and reproducible.
+Colours follow the digit: digit d is drawn in tab10's colour d in every figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .storage import atomic_output
+
+DPI = 110
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colour(label: int):
+    import matplotlib
+
+    return matplotlib.colormaps["tab10"](int(label) % 10)
+
+
+def _save(fig, path: str | Path) -> Path:
+    plt = _plt()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return Path(path)
+
+
+def tile(images: np.ndarray, rows: int, cols: int, *, pad: int = 0) -> np.ndarray:
+    """Arrange images (rows*cols, H, W) into one (rows*H, cols*W) picture, row by row."""
+    n, h, w = images.shape
+    canvas = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad), dtype=np.float32)
+    for i in range(min(n, rows * cols)):
+        r, c = divmod(i, cols)
+        canvas[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = images[i]
+    return canvas
+
+
+def reconstructions(originals: np.ndarray, recons: np.ndarray, path, *, title: str) -> Path:
+    """Originals on the top row, their reconstructions below (the course's layout)."""
+    plt = _plt()
+    n = len(originals)
+    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.9), squeeze=False)
+    for i in range(n):
+        for row, img in enumerate((originals[i], recons[i])):
+            ax = axes[row, i]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+    axes[0, 0].set_ylabel("original", fontsize=10)
+    axes[1, 0].set_ylabel("reconstruction", fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+def manifold(images: np.ndarray, grid: np.ndarray, path, *, title: str) -> Path:
+    """The decoded latent grid: images (n*n, H, W) for z = (grid[j], grid[i]) at row i, column j.
+
+    Row 0 is drawn at the top with the largest latent dimension 2, like a scatter plot's axes.
+    """
+    plt = _plt()
+    n = len(grid)
+    picture = tile(images, n, n)
+    h, w = images.shape[1:]
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(picture, cmap="gnuplot2", vmin=0, vmax=1)
+    ticks = np.arange(n)
+    step = max(n // 5, 1)
+    ax.set_xticks(ticks[::step] * w + w / 2, [f"{v:.2f}" for v in grid[::step]])
+    ax.set_yticks(ticks[::step] * h + h / 2, [f"{v:.2f}" for v in grid[::-1][::step]])
+    ax.set_xlabel("Latent dimension 1")
+    ax.set_ylabel("Latent dimension 2")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def image_grid(images: np.ndarray, rows: int, cols: int, path, *, title: str, row_labels: Sequence[str] | None = None) -> Path:
+    plt = _plt()
+    h, w = images.shape[1:]
+    fig, ax = plt.subplots(figsize=(0.8 * cols + 1, 0.8 * rows + 0.6))
+    ax.imshow(tile(images, rows, cols, pad=2), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    if row_labels:
+        ax.set_yticks(np.arange(rows) * (h + 2) + h / 2, row_labels)
+    else:
+        ax.set_yticks([])
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def _scatter_by(ax, Z, labels, *, name: str) -> None:
+    for label in np.unique(labels):
+        pts = Z[labels == label]
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.35, color=_colour(label), label=f"{name} {label}", rasterized=True)
+
+
+def _mark_labelled(ax, Z_labelled, y_labelled) -> None:
+    for label in np.unique(y_labelled):
+        pts = Z_labelled[y_labelled == label]
+        ax.scatter(pts[:, 0], pts[:, 1], s=110, marker="*", color=_colour(label), edgecolor="black", linewidth=0.9, zorder=5)
+    ax.scatter([], [], s=110, marker="*", color="white", edgecolor="black", label="labelled image")
+
+
+def _legend(ax) -> None:
+    leg = ax.legend(loc="best", fontsize=9, markerscale=3, framealpha=0.85)
+    for handle in leg.legend_handles:
+        handle.set_alpha(1)
+
+
+def latent_space(Z, clusters, path, *, true_labels=None, Z_labelled=None, y_labelled=None, title: str) -> Path:
+    """Latent means coloured by GMM cluster (and, when labels exist, by true label)."""
+    plt = _plt()
+    panels = 2 if true_labels is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.6), squeeze=False, sharex=True, sharey=True)
+    for ax, (labels, name, sub) in zip(
+        axes[0], [(clusters, "cluster of digit", "coloured by GMM cluster"), (true_labels, "true digit", "coloured by true label")]
+    ):
+        _scatter_by(ax, Z, labels, name=name)
+        if Z_labelled is not None:
+            _mark_labelled(ax, Z_labelled, y_labelled)
+        ax.set_xlabel("Latent dimension 1")
+        ax.set_ylabel("Latent dimension 2")
+        ax.set_title(sub)
+        _legend(ax)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def ellipse_points(mean: np.ndarray, cov: np.ndarray, n_sigma: float, n: int = 200) -> np.ndarray:
+    """Points (n, 2) on the n_sigma Mahalanobis contour of a 2-D Gaussian."""
+    eigval, eigvec = np.linalg.eigh(cov)
+    t = np.linspace(0, 2 * np.pi, n)
+    circle = np.stack([np.cos(t), np.sin(t)], axis=1)  # (n, 2)
+    return mean + n_sigma * (circle * np.sqrt(eigval)) @ eigvec.T
+
+
+def gmm_ellipses(Z, gmm, path, *, Z_labelled=None, y_labelled=None, title: str, grid_points: int = 300) -> Path:
+    """Latent means with each component's 1σ and 2σ ellipses, its mean, and shaded decision regions."""
+    plt = _plt()
+    from matplotlib.colors import ListedColormap
+
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    lo, hi = Z.min(axis=0), Z.max(axis=0)
+    margin = 0.05 * (hi - lo)
+    xs = np.linspace(lo[0] - margin[0], hi[0] + margin[0], grid_points)
+    ys = np.linspace(lo[1] - margin[1], hi[1] + margin[1], grid_points)
+    gx, gy = np.meshgrid(xs, ys)
+    mesh = np.zeros((gx.size, gmm.n_features_))
+    mesh[:, 0], mesh[:, 1] = gx.ravel(), gy.ravel()  # other latent dimensions at 0
+    region = np.searchsorted(gmm.classes_, gmm.predict(mesh)).reshape(gx.shape)
+    cmap = ListedColormap([_colour(c) for c in gmm.classes_])
+    ax.contourf(gx, gy, region, levels=np.arange(len(gmm.classes_) + 1) - 0.5, cmap=cmap, alpha=0.12)
+    ax.scatter(Z[:, 0], Z[:, 1], s=1.5, color="0.35", alpha=0.25, rasterized=True, label="training image (latent mean)")
+    for k, label in enumerate(gmm.component_classes_):
+        mean, cov = gmm.means_[k, :2], gmm.covariances_[k, :2, :2]
+        for n_sigma, style in ((1, "-"), (2, "--")):
+            pts = ellipse_points(mean, cov, n_sigma)
+            ax.plot(pts[:, 0], pts[:, 1], style, color=_colour(label), linewidth=2)
+        ax.plot(*mean, marker="X", markersize=12, color=_colour(label), markeredgecolor="black")
+        ax.annotate(f"{label}", mean, xytext=(6, 6), textcoords="offset points", fontsize=14, weight="bold",
+                    color="black", bbox=dict(boxstyle="round,pad=0.2", fc="white", alpha=0.8))
+    if Z_labelled is not None:
+        _mark_labelled(ax, Z_labelled, y_labelled)
+    ax.plot([], [], "-", color="black", label="1σ ellipse (39% of a Gaussian)")
+    ax.plot([], [], "--", color="black", label="2σ ellipse (86%)")
+    ax.set_xlim(xs[0], xs[-1]), ax.set_ylim(ys[0], ys[-1])
+    ax.set_xlabel("Latent dimension 1")
+    ax.set_ylabel("Latent dimension 2")
+    ax.set_title(title)
+    _legend(ax)
+    return _save(fig, path)
+
+
+def training_curves(history: list[dict], path, *, title: str) -> Path:
+    plt = _plt()
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, key, label in zip(axes, ("loss", "recon", "kl"), ("loss (negative ELBO)", "reconstruction", "KL to N(0, I)")):
+        ax.plot(epochs, [h[key] for h in history], marker="o", markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{label}, nats per image")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confusion(matrix: np.ndarray, classes: Sequence[int], path, *, title: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=12,
+                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+    ax.set_xticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(title)
+    return _save(fig, path)

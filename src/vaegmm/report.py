@@ -1,0 +1,375 @@
+"""A run's report: figures, metrics and a latent-space explanation generated from measurements.
+
+The report is built as a list of blocks (headings, paragraphs, tables, figures) rendered
+twice: to Markdown with linked PNGs and to one self-contained HTML file with embedded PNGs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import chi2
+
+from .storage import atomic_write_bytes
+
+GAUSSIAN_TOLERANCE = 0.05  # share-inside-ellipse differences below this read as "close to Gaussian"
+
+
+# --- measurements ----------------------------------------------------------------------------
+
+def bhattacharyya(mean1, cov1, mean2, cov2) -> float:
+    """Bhattacharyya distance between two Gaussians; exp(-distance) bounds their overlap."""
+    cov = (cov1 + cov2) / 2
+    diff = mean1 - mean2
+    term1 = diff @ np.linalg.solve(cov, diff) / 8
+    _, logdet = np.linalg.slogdet(cov)
+    _, logdet1 = np.linalg.slogdet(cov1)
+    _, logdet2 = np.linalg.slogdet(cov2)
+    return float(term1 + 0.5 * (logdet - 0.5 * (logdet1 + logdet2)))
+
+
+def latent_analysis(gmm, Z: np.ndarray, *, confusion: np.ndarray | None = None) -> dict:
+    """Per-component shape statistics, pairwise separations and confusions.
+
+    Z (N, D): latent means of the training images; each point belongs to its most likely component.
+    confusion (C, C): test confusion matrix in ``gmm.classes_`` order (rows true, columns predicted).
+    """
+    n_features = Z.shape[1]
+    expected_1, expected_2 = chi2.cdf(1, n_features), chi2.cdf(4, n_features)
+    assigned = gmm.predict_component(Z)
+    components = []
+    for k, label in enumerate(gmm.component_classes_.tolist()):
+        mean, cov = gmm.means_[k], gmm.covariances_[k]
+        eigval, eigvec = np.linalg.eigh(cov)
+        order = np.argsort(eigval)[::-1]
+        eigval, eigvec = eigval[order], eigvec[:, order]
+        major = eigvec[:, 0]
+        angle = math.degrees(math.atan2(major[1], major[0])) if n_features >= 2 else 0.0
+        angle = (angle + 90) % 180 - 90  # an axis has no direction: fold into (-90, 90]
+        pts = Z[assigned == k]
+        maha = np.sqrt(((pts - mean) @ gmm.precisions_cholesky_[k]) ** 2 @ np.ones(n_features)) if len(pts) else np.array([])
+        components.append({
+            "component": k, "digit": label, "weight": float(gmm.weights_[k]), "mean": mean.tolist(),
+            "std_per_dimension": np.sqrt(np.diag(cov)).tolist(), "principal_std": np.sqrt(eigval).tolist(),
+            "major_axis_angle_deg": angle, "n_points": int(len(pts)),
+            "inside_1sigma": float(np.mean(maha <= 1)) if len(pts) else float("nan"),
+            "inside_2sigma": float(np.mean(maha <= 2)) if len(pts) else float("nan"),
+        })
+    pairs = []
+    for i in range(len(components)):
+        for j in range(i + 1, len(components)):
+            pairs.append({
+                "components": [i, j], "digits": [components[i]["digit"], components[j]["digit"]],
+                "bhattacharyya": bhattacharyya(gmm.means_[i], gmm.covariances_[i], gmm.means_[j], gmm.covariances_[j]),
+            })
+    confusions = []
+    if confusion is not None:
+        classes = gmm.classes_.tolist()
+        for a in range(len(classes)):
+            for b in range(len(classes)):
+                if a != b and confusion[a, b] > 0:
+                    confusions.append({"true": classes[a], "predicted": classes[b], "count": int(confusion[a, b]),
+                                       "rate": float(confusion[a, b] / confusion[a].sum())})
+        confusions.sort(key=lambda c: -c["count"])
+    return {"expected_inside_1sigma": float(expected_1), "expected_inside_2sigma": float(expected_2),
+            "components": components, "pairs": sorted(pairs, key=lambda p: p["bhattacharyya"]), "confusions": confusions}
+
+
+def _shape_words(c: dict, e1: float, e2: float) -> str:
+    d1, d2 = c["inside_1sigma"] - e1, c["inside_2sigma"] - e2
+    if abs(d1) <= GAUSSIAN_TOLERANCE and abs(d2) <= GAUSSIAN_TOLERANCE:
+        return "close to Gaussian"
+    if d1 > GAUSSIAN_TOLERANCE:
+        return "more peaked than a Gaussian, with a dense core and long tails"
+    if d1 < -GAUSSIAN_TOLERANCE:
+        return "flatter than a Gaussian: its points avoid the centre (a curved or multi-modal cluster)"
+    return "near-Gaussian in its core but with a different tail"
+
+
+def explain(analysis: dict) -> list[str]:
+    """Sentences generated from :func:`latent_analysis`; every number is measured."""
+    e1, e2 = analysis["expected_inside_1sigma"], analysis["expected_inside_2sigma"]
+    out = []
+    for c in analysis["components"]:
+        stds = c["principal_std"]
+        ratio = stds[0] / stds[-1] if stds[-1] > 0 else float("inf")
+        form = "round" if ratio < 1.3 else "elongated" if ratio < 3 else "strongly elongated"
+        spread = ", ".join(f"{s:.2f} along latent dimension {i + 1}" for i, s in enumerate(c["std_per_dimension"]))
+        mean = ", ".join(f"{m:.2f}" for m in c["mean"])
+        out.append(
+            f"**Digit {c['digit']}** (component {c['component']}, weight {c['weight']:.1%}, {c['n_points']} training "
+            f"images): centred at ({mean}); standard deviation {spread}. Its principal axes have standard "
+            f"deviations {' and '.join(f'{s:.2f}' for s in stds)}, the major one at {c['major_axis_angle_deg']:.0f}° "
+            f"from latent dimension 1, so the cluster is {form} (axis ratio {ratio:.1f}). "
+            f"{c['inside_1sigma']:.0%} of its points lie inside its 1σ ellipse and {c['inside_2sigma']:.0%} inside "
+            f"its 2σ ellipse, against {e1:.0%} and {e2:.0%} for a Gaussian: {_shape_words(c, e1, e2)}."
+        )
+    for p in analysis["pairs"]:
+        out.append(
+            f"Digits {p['digits'][0]} and {p['digits'][1]} (components {p['components'][0]} and {p['components'][1]}): "
+            f"Bhattacharyya distance {p['bhattacharyya']:.2f}, so their Gaussians overlap by at most "
+            f"{math.exp(-p['bhattacharyya']):.1%}."
+        )
+    if analysis["pairs"]:
+        closest = analysis["pairs"][0]
+        out.append(f"The closest pair is {closest['digits'][0]} and {closest['digits'][1]}.")
+    if analysis["confusions"]:
+        parts = [f"{c['count']} test images of {c['true']} were taken for {c['predicted']} ({c['rate']:.1%} of the {c['true']}s)"
+                 for c in analysis["confusions"][:4]]
+        out.append("The most frequent confusions: " + "; ".join(parts) + ".")
+    elif analysis["confusions"] == [] and analysis.get("components"):
+        out.append("No test image was confused.")
+    return out
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    title: str
+    blocks: list[tuple] = field(default_factory=list)
+
+    def heading(self, text: str) -> None:
+        self.blocks.append(("h2", text))
+
+    def paragraph(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def table(self, header: list[str], rows: list[list]) -> None:
+        self.blocks.append(("table", header, rows))
+
+    def figure(self, path: Path, caption: str) -> None:
+        self.blocks.append(("img", Path(path), caption))
+
+    def to_markdown(self, base: Path) -> str:
+        lines = [f"# {self.title}", ""]
+        for block in self.blocks:
+            kind = block[0]
+            if kind == "h2":
+                lines += [f"## {block[1]}", ""]
+            elif kind == "p":
+                lines += [block[1], ""]
+            elif kind == "table":
+                header, rows = block[1], block[2]
+                lines.append("| " + " | ".join(header) + " |")
+                lines.append("|" + "---|" * len(header))
+                lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+                lines.append("")
+            elif kind == "img":
+                lines += [f"![{block[2]}]({block[1].relative_to(base).as_posix()})", f"*{block[2]}*", ""]
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        import re
+
+        def inline(text: str) -> str:
+            return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+
+        body = [f"<h1>{html.escape(self.title)}</h1>"]
+        for block in self.blocks:
+            kind = block[0]
+            if kind == "h2":
+                body.append(f"<h2>{html.escape(block[1])}</h2>")
+            elif kind == "p":
+                body.append(f"<p>{inline(block[1])}</p>")
+            elif kind == "table":
+                head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
+                rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in block[2])
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            elif kind == "img":
+                data = base64.b64encode(block[1].read_bytes()).decode()
+                body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}">'
+                            f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+        style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.5;color:#222}"
+                 "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}"
+                 "th{background:#f3f3f3}img{max-width:100%}figure{margin:1.5em 0}figcaption{color:#555;font-style:italic}")
+        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
+                f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+    def write(self, folder: Path) -> tuple[Path, Path]:
+        md, page = folder / "report.md", folder / "report.html"
+        atomic_write_bytes(md, self.to_markdown(folder).encode())
+        atomic_write_bytes(page, self.to_html().encode())
+        return md, page
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
+    return str(value)
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2).encode())
+
+
+# --- a run's figures and report ------------------------------------------------------------------
+
+FIGURES = {
+    "reconstructions": "reconstructions.png",
+    "manifold": "generated_manifold.png",
+    "prior_samples": "generated_prior_samples.png",
+    "component_samples": "generated_per_component.png",
+    "latent": "latent_space.png",
+    "gmm": "gmm_ellipses.png",
+    "curves": "training_curves.png",
+    "confusion": "confusion_matrix.png",
+}
+MANIFOLD_SIDE = 20
+MANIFOLD_QUANTILES = (0.05, 0.95)
+SAMPLES_PER_ROW = 10
+
+
+def load_run_data(info: dict, *, test_path=None, progress: bool = False):
+    """Re-open the data a run was trained on: returns (train, labelled, test or None)."""
+    from .data import load_mnist, load_npz
+    from .errors import DataError
+
+    spec = info.get("data") or {}
+    if spec.get("kind") == "mnist":
+        splits = load_mnist(spec["dir"], digits=tuple(spec["digits"]), labels_per_digit=spec["labels_per_digit"],
+                            seed=spec["seed"], progress=progress)
+        test = load_npz(test_path) if test_path else splits.test
+        return splits.train, splits.labelled, test
+    if spec.get("kind") == "files":
+        test = test_path or spec.get("test")
+        return load_npz(spec["train"]), load_npz(spec["val"], require_labels=True), (load_npz(test) if test else None)
+    raise DataError("run.json: records no training data; re-run 'vaegmm train' (or 'vaegmm demo') to make this run folder.")
+
+
+def evaluate(model, gmm, test) -> dict:
+    """Test metrics: reconstruction, classification (when labelled) and ELBO per image."""
+    from .metrics import classification_report, confusion_matrix, one_minus_mse, ssim
+    from .model import elbo_per_image, encode_means, reconstruct
+
+    recon = reconstruct(model, test.images)
+    out = {"n_test": len(test), "ssim": ssim(test.images, recon), "one_minus_mse": one_minus_mse(test.images, recon),
+           "elbo_per_image": elbo_per_image(model, test.images)}
+    if test.labels is not None:
+        predicted = gmm.predict(encode_means(model, test.images))
+        out["classification"] = classification_report(test.labels, predicted)
+        out["confusion"] = confusion_matrix(test.labels, predicted, gmm.classes_).tolist()
+    return out
+
+
+def make_figures(run_dir: Path, *, model, gmm, train, labelled, test, history) -> dict[str, Path]:
+    """Every figure of the report, into RUN_DIR/figures/."""
+    from scipy.stats import norm
+
+    from . import plots
+    from .model import decode_latents, encode_means, reconstruct
+
+    folder = run_dir / "figures"
+    folder.mkdir(exist_ok=True)
+    paths = {name: folder / file for name, file in FIGURES.items()}
+    shown = (test or train).images[:SAMPLES_PER_ROW]
+    plots.reconstructions(shown, reconstruct(model, shown), paths["reconstructions"],
+                          title=f"First {len(shown)} images of {Path((test or train).source).name}: original (top), reconstruction (bottom)")
+    latent_dim = model.config.latent_dim
+    grid = norm.ppf(np.linspace(*MANIFOLD_QUANTILES, MANIFOLD_SIDE))
+    # Row i holds latent dimension 2 = grid[-1 - i] (top is high), column j dimension 1 = grid[j]; others 0.
+    z = np.zeros((MANIFOLD_SIDE * MANIFOLD_SIDE, latent_dim))
+    z[:, 0] = np.tile(grid, MANIFOLD_SIDE)
+    if latent_dim > 1:
+        z[:, 1] = np.repeat(grid[::-1], MANIFOLD_SIDE)
+    plots.manifold(decode_latents(model, z), grid, paths["manifold"],
+                   title=f"Decoded latent grid, norm.ppf(linspace{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE}) per axis")
+    rng = np.random.default_rng(0)
+    prior = rng.standard_normal((SAMPLES_PER_ROW * SAMPLES_PER_ROW, latent_dim))
+    plots.image_grid(decode_latents(model, prior), SAMPLES_PER_ROW, SAMPLES_PER_ROW, paths["prior_samples"],
+                     title="Random samples: z ~ N(0, I), decoded")
+    per_component = []
+    for k in range(len(gmm.weights_)):
+        per_component.append(rng.multivariate_normal(gmm.means_[k], gmm.covariances_[k], size=SAMPLES_PER_ROW))
+    plots.image_grid(decode_latents(model, np.concatenate(per_component)), len(per_component), SAMPLES_PER_ROW,
+                     paths["component_samples"], title="Samples from each GMM component, decoded",
+                     row_labels=[f"digit {c} (comp. {k})" for k, c in enumerate(gmm.component_classes_)])
+    Z = encode_means(model, train.images)
+    Z_lab = encode_means(model, labelled.images)
+    plots.latent_space(Z, gmm.predict(Z), paths["latent"], true_labels=train.labels, Z_labelled=Z_lab,
+                       y_labelled=labelled.labels, title=f"Latent means of the {len(Z)} training images")
+    plots.gmm_ellipses(Z, gmm, paths["gmm"], Z_labelled=Z_lab, y_labelled=labelled.labels,
+                       title="GMM: 1σ and 2σ ellipses, means and decision regions")
+    plots.training_curves(history, paths["curves"], title="Training: negative ELBO and its two terms per epoch")
+    if test is not None and test.labels is not None:
+        from .metrics import confusion_matrix
+
+        predicted = gmm.predict(encode_means(model, test.images))
+        plots.confusion(confusion_matrix(test.labels, predicted, gmm.classes_), gmm.classes_.tolist(), paths["confusion"],
+                        title=f"Confusion on {len(test)} test images")
+    else:
+        paths.pop("confusion")
+    return paths
+
+
+def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = False) -> dict:
+    """Figures, evaluation.json, report.md and report.html for a trained run folder."""
+    from .errors import DataError
+    from .model import count_parameters
+    from .pipeline import load_gmm_for, load_model_for
+
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise DataError(f"{info_path}: not found; RUN_DIR must be a folder written by 'vaegmm train --out-dir' or 'vaegmm demo'.")
+    info = json.loads(info_path.read_text())
+    model = load_model_for(run_dir / "vae.pth")
+    gmm = load_gmm_for(run_dir / "gmm_params.pkl", model, run_dir / "vae.pth")
+    train, labelled, test = load_run_data(info, test_path=test_path, progress=progress)
+    figures = make_figures(run_dir, model=model, gmm=gmm, train=train, labelled=labelled, test=test, history=info["history"])
+    from .model import encode_means
+
+    evaluation = evaluate(model, gmm, test) if test is not None else {}
+    confusion = np.array(evaluation["confusion"]) if "confusion" in evaluation else None
+    analysis = latent_analysis(gmm, encode_means(model, train.images), confusion=confusion)
+    write_json(run_dir / "evaluation.json", {"evaluation": evaluation, "latent_analysis": analysis})
+
+    rep = Report("vaegmm run report")
+    summary = info["summary"]
+    rep.paragraph(f"Run folder `{run_dir}`. A VAE was trained on {info['n_train']} unlabelled images; the GMM was seeded "
+                  f"from {info['n_labelled']} labelled images ({labelled.source}).")
+    rep.heading("Configuration and environment")
+    rows = [[f"model.{k}", v] for k, v in info["model_config"].items()]
+    rows += [[f"train.{k}", v] for k, v in info["train_config"].items()]
+    rows += [[f"gmm.{k}", v] for k, v in info["gmm_options"].items()]
+    rows += [[f"env.{k}", v] for k, v in info["environment"].items()]
+    rows += [["device", summary["device"]], ["seed", info["train_config"]["seed"]],
+             ["training time (s)", round(summary["train_seconds"], 1)], ["GMM fit time (s)", round(summary["gmm_seconds"], 2)],
+             ["parameters", f"{count_parameters(model):,}"],
+             ["EM", f"{'converged' if summary['gmm_converged'] else 'not converged'} in {summary['gmm_iterations']} iterations"]]
+    rep.table(["setting", "value"], rows)
+    if evaluation:
+        rep.heading(f"Metrics on {evaluation['n_test']} test images ({test.source})")
+        metric_rows = [["SSIM", evaluation["ssim"]], ["1 − MSE", evaluation["one_minus_mse"]],
+                       ["test ELBO (nats per image)", evaluation["elbo_per_image"]]]
+        if "classification" in evaluation:
+            metric_rows += [[k, v] for k, v in evaluation["classification"].items()]
+        rep.table(["metric", "value"], metric_rows)
+    else:
+        rep.paragraph("No test file was given, so no metrics were computed (use --test).")
+    rep.heading("Figures")
+    captions = {
+        "reconstructions": "Reconstructions (decoded latent means).",
+        "manifold": "The generated 20×20 manifold (gnuplot2 colour map).",
+        "prior_samples": "Random samples from the prior.",
+        "component_samples": "Samples drawn from each GMM component and decoded: a typical image of each digit.",
+        "latent": "The latent space, coloured by GMM cluster and by true label; stars are the labelled images.",
+        "gmm": "The GMM's components with decision regions.",
+        "curves": "Training curves.",
+        "confusion": "Confusion matrix on the test images.",
+    }
+    for name, path in figures.items():
+        rep.figure(path, captions[name])
+    rep.heading("The latent space, measured")
+    if model.config.latent_dim > 2:
+        rep.paragraph(f"The latent space has {model.config.latent_dim} dimensions; the figures show the first two.")
+    for sentence in explain(analysis):
+        rep.paragraph(sentence)
+    md, page = rep.write(run_dir)
+    return {"report_md": md, "report_html": page, "figures": figures, "evaluation": evaluation}
