@@ -87,3 +87,25 @@ def test_labels_must_match_and_exist_when_required(tmp_path):
         load_npz(_save(tmp_path / "n.npz", data=np.zeros((3, 28, 28), np.uint8)), require_labels=True)
     with pytest.raises(DataError, match="integer class labels"):
         load_npz(_save(tmp_path / "f.npz", data=np.zeros((3, 28, 28), np.uint8), labels=np.array([0.5, 1, 2])))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays, array_shapes  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None)
+@given(raw=arrays(
+    dtype=st.sampled_from([np.uint8, np.int16, np.float32, np.float64]),
+    shape=array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=9),
+))
+def test_loader_either_returns_valid_images_or_a_data_error(tmp_path_factory, raw):
+    path = tmp_path_factory.mktemp("h") / "x.npz"
+    np.savez(path, data=raw)
+    try:
+        ds = load_npz(path)
+    except DataError as exc:
+        assert "x.npz" in str(exc)
+        return
+    assert ds.images.dtype == np.float32 and ds.images.ndim == 3 and len(ds.images) > 0
+    assert ds.images.min() >= 0 and ds.images.max() <= 1

@@ -62,6 +62,8 @@ def job_train(args: argparse.Namespace) -> None:
         train, labelled, model_config=model_config, train_config=train_config, gmm_options=gmm_options,
         model_path=out / args.model, gmm_path=out / args.gmm, log_path=out / args.log,
         run_info_path=out / "run.json", digits=args.digits, resume=args.resume,
+        data_spec={"kind": "files", "train": str(Path(args.train).resolve()), "val": str(Path(args.val).resolve()),
+                   "test": str(Path(args.test).resolve()) if args.test else None},
         progress=not args.no_progress, device=args.device,
     )
     _report_training(summary, out / args.model, out / args.gmm)
@@ -70,10 +72,14 @@ def job_train(args: argparse.Namespace) -> None:
 def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     print(f"parameters: {summary['parameters']:,}")
     print(f"training: {summary['train_seconds']:.1f} s on {summary['device']}; final loss {summary['final_epoch']['loss']:.2f}")
-    state = "converged" if summary["gmm_converged"] else "did NOT converge"
+    if summary["gmm_joint_em_accepted"]:
+        state = "converged" if summary["gmm_converged"] else "did NOT converge"
+        em = f"joint EM {state} in {summary['gmm_iterations']} iterations"
+    else:
+        em = "per-digit EM fits kept"
     print(
-        f"GMM: EM {state} in {summary['gmm_iterations']} iterations; "
-        f"{summary['gmm_labelled_agreement']:.0%} of the labelled images fall in their digit's component"
+        f"GMM: {summary['gmm_partition_rounds']} rounds of per-digit EM, {em}; "
+        f"{summary['gmm_labelled_agreement']:.0%} of the labelled images fall in their digit's components"
     )
     print(f"wrote {model_path} and {gmm_path}")
 
@@ -100,6 +106,63 @@ def job_classify(args: argparse.Namespace) -> None:
     if metrics is not None:
         _print_metrics(f"classification of {len(predictions)} images from {args.input}:", metrics)
     print(f"wrote {args.out} ({len(predictions)} predictions)")
+
+
+def job_report(args: argparse.Namespace) -> None:
+    from .report import build_run_report
+
+    result = build_run_report(args.run_dir, test_path=args.test, progress=not args.no_progress)
+    _print_evaluation(result["evaluation"])
+    print(f"wrote {len(result['figures'])} figures into {Path(args.run_dir) / 'figures'}")
+    print(f"wrote {result['report_md']} and {result['report_html']}")
+
+
+def job_plot(args: argparse.Namespace) -> None:
+    from .report import build_run_figures
+
+    figures = build_run_figures(args.run_dir, test_path=args.test, progress=not args.no_progress)
+    for path in figures.values():
+        print(f"wrote {path}")
+
+
+def _print_evaluation(evaluation: dict) -> None:
+    if not evaluation:
+        return
+    flat = {"ssim": evaluation["ssim"], "one_minus_mse": evaluation["one_minus_mse"], "elbo_per_image": evaluation["elbo_per_image"]}
+    flat.update(evaluation.get("classification", {}))
+    _print_metrics(f"test metrics ({evaluation['n_test']} images):", flat)
+
+
+def job_demo(args: argparse.Namespace) -> None:
+    import time
+
+    from .data import default_data_dir, load_mnist
+    from .model import TrainConfig, VAEConfig
+    from .pipeline import GMMOptions, train_and_fit
+    from .report import build_run_report
+
+    start = time.perf_counter()
+    folder = default_data_dir(args.data_dir)
+    splits = load_mnist(folder, digits=args.digits, labels_per_digit=args.labels_per_digit, seed=args.seed,
+                        progress=not args.no_progress)
+    print(f"MNIST from {folder}: {len(splits.train)} training images of digits {list(args.digits)}, "
+          f"{len(splits.labelled)} labelled, {len(splits.test)} test")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = train_and_fit(
+        splits.train, splits.labelled,
+        model_config=VAEConfig(hidden_sizes=args.hidden, latent_dim=args.latent_dim, recon_loss=args.loss, beta=args.beta),
+        train_config=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+        gmm_options=GMMOptions(components_per_class=args.components_per_class, reg_covar=args.reg_covar),
+        model_path=out / "vae.pth", gmm_path=out / "gmm_params.pkl", log_path=out / "train_log.jsonl",
+        run_info_path=out / "run.json", progress=not args.no_progress, device=args.device,
+        data_spec={"kind": "mnist", "dir": str(folder.resolve()), "digits": list(args.digits),
+                   "labels_per_digit": args.labels_per_digit, "seed": args.seed},
+    )
+    _report_training(summary, out / "vae.pth", out / "gmm_params.pkl")
+    result = build_run_report(out)
+    _print_evaluation(result["evaluation"])
+    print(f"demo finished in {time.perf_counter() - start:.0f} s; report: {result['report_html']}")
 
 
 # --- the `vaegmm` command ------------------------------------------------------------------
@@ -146,9 +209,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gmm", default="gmm_params.pkl", help="GMM file name inside --out-dir")
     p.add_argument("--log", default="train_log.jsonl", help="per-epoch log file name inside --out-dir")
     p.add_argument("--digits", type=_int_list, default=None, help="digits to model (default: those labelled in --val)")
+    p.add_argument("--test", default=None, help="NPZ of test images that 'vaegmm report' evaluates on")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint an interrupted run left")
     _add_training_options(p)
     p.set_defaults(job=job_train)
+
+    p = sub.add_parser("demo", help="the whole job on MNIST: train, fit, evaluate, figures and report", formatter_class=fmt)
+    p.add_argument("--data-dir", default=None, help="MNIST folder (default: $VAEGMM_DATA, else the user cache; downloaded if missing)")
+    p.add_argument("--out-dir", default="runs/demo", help="run folder for every output")
+    p.add_argument("--digits", type=_int_list, default=(1, 4, 8), help="digits to model")
+    p.add_argument("--labels-per-digit", type=int, default=5, help="labelled training images drawn per digit for the GMM")
+    _add_training_options(p)
+    p.set_defaults(job=job_demo)
+
+    for name, text, job in (("report", "figures, metrics and report.md/report.html for a run folder", job_report),
+                            ("plot", "every figure of a run folder, into RUN_DIR/figures", job_plot)):
+        p = sub.add_parser(name, help=text, formatter_class=fmt)
+        p.add_argument("run_dir", help="folder written by 'vaegmm train --out-dir' or 'vaegmm demo'")
+        p.add_argument("--test", default=None, help="NPZ of test images (default: the run's own test data)")
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        p.set_defaults(job=job)
 
     p = sub.add_parser("reconstruct", help="reconstruct images with a trained VAE", formatter_class=fmt)
     p.add_argument("input", help="NPZ of images")

@@ -340,7 +340,7 @@ def download_file(url: str, dest: Path, *, md5: str, timeout: float, progress: b
                     bar.update(len(chunk))
         found = _md5(tmp)
         if found != md5:
-            raise DataError(f"{url}: MD5 {found} does not match the expected {md5}; the download is corrupt.")
+            raise DataError(f"MD5 {found} does not match the expected {md5}; the download is corrupt")
 
 
 def fetch_mnist(

@@ -166,6 +166,18 @@ def seeded_kmeans(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray,
     return classes[labels]
 
 
+def nearest_labelled(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The class of each row of X's nearest labelled point: (N,)."""
+    nearest = np.empty(len(X), dtype=np.int64)
+    for start in range(0, len(X), 4096):  # bounded memory: (chunk, M) distances at a time
+        chunk = X[start: start + 4096]
+        nearest[start: start + len(chunk)] = ((chunk[:, None, :] - X_labelled[None]) ** 2).sum(-1).argmin(axis=1)
+    return y_labelled[nearest]
+
+
+SEEDINGS = {"kmeans": seeded_kmeans, "nearest": nearest_labelled}
+
+
 class GaussianMixture:
     """Full-covariance Gaussian mixture whose components stand for classes.
 
@@ -190,6 +202,8 @@ class GaussianMixture:
         Most rounds of per-class fitting and re-assignment in :meth:`fit_seeded`.
     partition_tol : float
         The rounds stop once at most this share of points changes class.
+    seedings : tuple of str
+        Initial partitions tried by :meth:`fit_seeded` ("kmeans", "nearest"); the best fit is kept.
     random_state : int
         Seed for tie-breaking initialisation and :meth:`sample`.
 
@@ -213,6 +227,7 @@ class GaussianMixture:
         max_class_shift: float = 0.05,
         max_partition_rounds: int = 50,
         partition_tol: float = 1e-3,
+        seedings: tuple[str, ...] = ("kmeans", "nearest"),
         random_state: int = 0,
     ) -> None:
         if components_per_class < 1:
@@ -230,6 +245,7 @@ class GaussianMixture:
         self.max_class_shift = max_class_shift
         self.max_partition_rounds = max_partition_rounds
         self.partition_tol = partition_tol
+        self.seedings = tuple(seedings)
         self.random_state = random_state
 
     # --- fitting ---------------------------------------------------------------------
@@ -251,6 +267,14 @@ class GaussianMixture:
         restricts which components each point may belong to (labelled points).
         """
         X = _check_X(X)
+        spread = float(np.var(X, axis=0).mean())
+        if len(X) > 1 and 0 < spread < 100 * self.reg_covar:
+            warnings.warn(
+                f"reg_covar={self.reg_covar:g} is large against the data's variance {spread:.3g}: the covariances "
+                "will mostly be regularisation. Rescale the data or lower reg_covar.",
+                DegenerateFitWarning,
+                stacklevel=2,
+            )
         means = np.array(means_init, dtype=np.float64)
         if means.ndim != 2 or means.shape[1] != X.shape[1]:
             raise ValueError(f"means_init must have shape (K, {X.shape[1]}); got {means.shape}.")
@@ -323,8 +347,9 @@ class GaussianMixture:
         Plain EM seeded with the class means drifts when a digit's cluster is not one Gaussian: a
         component balloons over the centre, or two digits share one. So the fit runs in stages:
 
-        1. *Seeded partition*: k-means whose centroids start at the labelled class means and whose
-           labelled points stay in their class.
+        1. *Seeded partition*, once per entry of ``seedings``: "kmeans" runs k-means whose
+           centroids start at the labelled class means, labelled points fixed in their class;
+           "nearest" gives each point the class of its nearest labelled point.
         2. *Per-class mixtures*: each class's ``components_per_class`` components are fitted by EM on
            that class's points only (they cannot wander to another digit), the points are re-assigned
            to the class of highest posterior, and this repeats until the partition is stable.
@@ -332,6 +357,9 @@ class GaussianMixture:
            components. It is kept only if it does not lower the share of labelled points classified
            as their own class and moves at most ``max_class_shift`` of the points across classes;
            otherwise stage 2's mixture is kept (``joint_em_accepted_`` says which).
+
+        Of the fits from the different seedings, the one holding most labelled points in their own
+        class wins, then the one of highest likelihood (``seeding_`` names it).
         """
         X = _check_X(X)
         X_labelled = _check_X(X_labelled, "X_labelled")
@@ -343,9 +371,26 @@ class GaussianMixture:
         classes = np.unique(y_labelled)
         if len(classes) < 2:
             raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
-        rng = np.random.default_rng(self.random_state)
+        best = None
+        for seeding in self.seedings:
+            if seeding not in SEEDINGS:
+                raise ValueError(f"unknown seeding {seeding!r}; choose from {sorted(SEEDINGS)}.")
+            partition = SEEDINGS[seeding](X, X_labelled, y_labelled, classes)  # (N,) class of each point
+            candidate = self._fit_from_partition(X, X_labelled, y_labelled, classes, partition)
+            candidate["seeding"] = seeding
+            key = (candidate["labelled_agreement"], candidate["lower_bound"])
+            if best is None or key > best[0]:
+                best = (key, candidate)
+        chosen = best[1]
+        self._set_params(*chosen["params"])
+        for name in ("converged", "n_iter", "log_likelihood_history", "lower_bound", "partition_rounds",
+                     "joint_em_accepted", "class_shift", "labelled_agreement", "seeding"):
+            setattr(self, name + "_", chosen[name])
+        return self
 
-        partition = seeded_kmeans(X, X_labelled, y_labelled, classes)  # (N,) class of each point
+    def _fit_from_partition(self, X, X_labelled, y_labelled, classes, partition) -> dict:
+        """Stages 2 and 3 of :meth:`fit_seeded` from one initial partition; returns the fit as a dict."""
+        rng = np.random.default_rng(self.random_state)
         previous = None
         for rounds in range(1, self.max_partition_rounds + 1):
             weights, means, covariances, component_classes = previous = self._per_class_mixtures(
@@ -357,15 +402,12 @@ class GaussianMixture:
             partition = new_partition
             if moved <= self.partition_tol:
                 break
-        self.partition_rounds_ = rounds
         staged = (weights, means, covariances, component_classes)
         staged_agreement = float(np.mean(self.predict(X_labelled) == y_labelled))
         staged_partition = self.predict(X)
-
-        self.joint_em_accepted_ = False
-        self.class_shift_ = 0.0
+        data = np.concatenate([X, X_labelled])
+        result = {"partition_rounds": rounds, "joint_em_accepted": False, "class_shift": 0.0}
         if self.joint_em:
-            data = np.concatenate([X, X_labelled])
             allowed = None
             if self.anchor_labels:
                 allowed = np.concatenate(
@@ -374,17 +416,18 @@ class GaussianMixture:
             self.fit(data, means_init=means, weights_init=weights, covariances_init=covariances,
                      component_classes=component_classes, allowed=allowed)
             agreement = float(np.mean(self.predict(X_labelled) == y_labelled))
-            self.class_shift_ = float(np.mean(self.predict(X) != staged_partition))
-            if agreement >= staged_agreement and self.class_shift_ <= self.max_class_shift:
-                self.joint_em_accepted_ = True
+            result["class_shift"] = float(np.mean(self.predict(X) != staged_partition))
+            if agreement >= staged_agreement and result["class_shift"] <= self.max_class_shift:
+                result.update(joint_em_accepted=True, converged=self.converged_, n_iter=self.n_iter_,
+                              log_likelihood_history=self.log_likelihood_history_)
             else:
                 self._set_params(*staged)
-        if not self.joint_em_accepted_:
-            self.converged_, self.n_iter_ = True, 0
-            self.log_likelihood_history_ = [self.score(np.concatenate([X, X_labelled]))]
-            self.lower_bound_ = self.log_likelihood_history_[-1]
-        self.labelled_agreement_ = float(np.mean(self.predict(X_labelled) == y_labelled))
-        return self
+        if not result["joint_em_accepted"]:
+            result.update(converged=True, n_iter=0, log_likelihood_history=[self.score(data)])
+        result["lower_bound"] = result["log_likelihood_history"][-1]
+        result["labelled_agreement"] = float(np.mean(self.predict(X_labelled) == y_labelled))
+        result["params"] = (self.weights_, self.means_, self.covariances_, self.component_classes_)
+        return result
 
     def _per_class_mixtures(self, X, X_labelled, y_labelled, classes, partition, rng, previous=None):
         """EM within each class's points, warm-started from ``previous`` when given.
@@ -481,6 +524,7 @@ class GaussianMixture:
                 "tol": self.tol, "max_iter": self.max_iter, "anchor_labels": self.anchor_labels,
                 "joint_em": self.joint_em, "max_class_shift": self.max_class_shift,
                 "max_partition_rounds": self.max_partition_rounds, "partition_tol": self.partition_tol,
+                "seedings": list(self.seedings),
                 "random_state": self.random_state,
             },
             "component_classes": self.component_classes_.tolist(),

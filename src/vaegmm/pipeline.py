@@ -73,6 +73,7 @@ def train_and_fit(
     log_path: str | Path | None = None,
     run_info_path: str | Path | None = None,
     digits: tuple[int, ...] | None = None,
+    data_spec: dict | None = None,
     resume: bool = False,
     progress: bool = True,
     device: str = "auto",
@@ -115,6 +116,8 @@ def train_and_fit(
         "final_epoch": result.history[-1],
         "gmm_converged": bool(gmm.converged_),
         "gmm_iterations": int(gmm.n_iter_),
+        "gmm_partition_rounds": int(gmm.partition_rounds_),
+        "gmm_joint_em_accepted": bool(gmm.joint_em_accepted_),
         "gmm_labelled_agreement": gmm.labelled_agreement_,
     }
     save_model(model, model_path, train_config=train_config, extra={"fingerprint": fingerprint, "train_seconds": result.seconds})
@@ -126,7 +129,7 @@ def train_and_fit(
             "model_config": model_config.to_dict(), "train_config": train_config.to_dict(),
             "gmm_options": asdict(gmm_options), "environment": environment(), "summary": summary,
             "train_file": train.source, "labelled_file": labelled.source, "n_train": len(train),
-            "n_labelled": len(labelled), "history": result.history,
+            "n_labelled": len(labelled), "history": result.history, "data": data_spec,
         }
         atomic_write_bytes(run_info_path, json.dumps(info, indent=2).encode())
     checkpoint_path.unlink(missing_ok=True)  # the finished model supersedes it

@@ -114,9 +114,11 @@ def _mark_labelled(ax, Z_labelled, y_labelled) -> None:
 
 
 def _legend(ax) -> None:
-    leg = ax.legend(loc="best", fontsize=9, markerscale=3, framealpha=0.85)
+    leg = ax.legend(loc="best", fontsize=9, framealpha=0.85)
     for handle in leg.legend_handles:
         handle.set_alpha(1)
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([40])
 
 
 def latent_space(Z, clusters, path, *, true_labels=None, Z_labelled=None, y_labelled=None, title: str) -> Path:

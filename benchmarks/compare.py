@@ -1,0 +1,151 @@
+"""vaegmm's defaults against the recipe everyone copies, on the same machine and data, in one run.
+
+The peer is pytorch/examples' VAE (MLP 784-400-z, ReLU, sigmoid output, BCE summed + KL, Adam 1e-3,
+batch 128) with z = 2 and 30 epochs, followed by scikit-learn's GaussianMixture seeded with the
+validation class means. Both are scored on the course's test file:
+
+- score (mean of macro and micro F1) with the course's 15 validation labels;
+- score over 10 seeded draws of 5 labels per digit from the training set (median, worst);
+- SSIM and 1 - MSE of reconstructions; test ELBO per image; training wall time.
+
+    python benchmarks/compare.py [--data ../shared/data/mnist_1_4_8] [--out benchmarks/results/compare.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaegmm.data import load_npz
+from vaegmm.gmm import GaussianMixture
+from vaegmm.metrics import classification_report, one_minus_mse, ssim
+from vaegmm.model import TrainConfig, VAEConfig, count_parameters, elbo_per_image, encode_means, reconstruct
+from vaegmm.pipeline import GMMOptions
+from vaegmm.training import train_vae
+
+DRAWS = 10
+LABELS_PER_DIGIT = 5
+
+
+class PeerVAE(nn.Module):
+    """pytorch/examples' VAE with a 2-D latent; decode_logits/decode so vaegmm's evaluation helpers apply."""
+
+    def __init__(self, image_shape=(28, 28), hidden=400, latent=2):
+        super().__init__()
+        n = int(np.prod(image_shape))
+        self.config = VAEConfig(image_shape=image_shape, hidden_sizes=(hidden,), latent_dim=latent)
+        self.fc1, self.fc21, self.fc22 = nn.Linear(n, hidden), nn.Linear(hidden, latent), nn.Linear(hidden, latent)
+        self.fc3, self.fc4 = nn.Linear(latent, hidden), nn.Linear(hidden, n)
+
+    def encode(self, x):
+        h = F.relu(self.fc1(x.reshape(len(x), -1)))
+        return self.fc21(h), self.fc22(h)
+
+    def decode_logits(self, z):
+        return self.fc4(F.relu(self.fc3(z)))
+
+    def decode(self, z):
+        return torch.sigmoid(self.decode_logits(z)).reshape(len(z), *self.config.image_shape)
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.decode_logits(z)), mu, logvar
+
+
+def train_peer(images: np.ndarray, *, epochs=30, batch_size=128, lr=1e-3) -> tuple[PeerVAE, float]:
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = PeerVAE(images.shape[1:])
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    data = torch.as_tensor(images).reshape(len(images), -1)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(data)).split(batch_size):
+            x = data[idx]
+            recon, mu, logvar = model(x)
+            bce = F.binary_cross_entropy(recon, x, reduction="sum")
+            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+            opt.zero_grad()
+            (bce + kld).backward()
+            opt.step()
+    model.eval()
+    return model, time.perf_counter() - start
+
+
+def peer_gmm(Z, Z_lab, y_lab):
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    classes = np.unique(y_lab)
+    means = np.stack([Z_lab[y_lab == c].mean(0) for c in classes])
+    gmm = SkGaussianMixture(len(classes), covariance_type="full", means_init=means, random_state=0).fit(Z)
+    return lambda X: classes[gmm.predict(X)]
+
+
+def vaegmm_gmm(Z, Z_lab, y_lab):
+    gmm = GMMOptions().build(random_state=0).fit_seeded(Z, Z_lab, y_lab)
+    return gmm.predict
+
+
+def evaluate(name, model, seconds, fit, train, val, test) -> dict:
+    Z, Z_val, Z_test = encode_means(model, train.images), encode_means(model, val.images), encode_means(model, test.images)
+    course = classification_report(test.labels, fit(Z, Z_val, val.labels)(Z_test))["score"]
+    rng = np.random.default_rng(0)
+    draws = []
+    for _ in range(DRAWS):
+        idx = np.concatenate([rng.choice(np.flatnonzero(train.labels == c), LABELS_PER_DIGIT, replace=False)
+                              for c in np.unique(val.labels)])
+        draws.append(classification_report(test.labels, fit(Z, Z[idx], train.labels[idx])(Z_test))["score"])
+    recon = reconstruct(model, test.images)
+    out = {
+        "name": name, "parameters": count_parameters(model), "train_seconds": seconds,
+        "score_course_labels": course, "score_draws": draws,
+        "score_draws_median": float(np.median(draws)), "score_draws_worst": float(np.min(draws)),
+        "ssim": ssim(test.images, recon), "one_minus_mse": one_minus_mse(test.images, recon),
+        "test_elbo_per_image": elbo_per_image(model, test.images),
+    }
+    print(json.dumps({k: v for k, v in out.items() if k != "score_draws"}), flush=True)
+    return out
+
+
+def main() -> None:
+    here = Path(__file__).resolve().parent
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("VAEGMM_COURSE_DATA", here.parent.parent / "shared/data/mnist_1_4_8"))
+    parser.add_argument("--out", default=here / "results" / "compare.json")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    data = Path(args.data)
+    train = load_npz(data / "mnist_1_4_8_train.npz")  # labels used only to draw labelled sets and to score
+    val = load_npz(data / "mnist_1_4_8_val.npz", require_labels=True)
+    test = load_npz(data / "mnist_1_4_8_test.npz", require_labels=True)
+
+    peer_model, peer_seconds = train_peer(train.images)
+    peer = evaluate("peer: pytorch/examples VAE (784-400-2, 30 epochs) + seeded sklearn GMM", peer_model, peer_seconds,
+                    peer_gmm, train, val, test)
+    result = train_vae(train.images, model_config=VAEConfig(image_shape=train.image_shape), train_config=TrainConfig(),
+                       device=torch.device("cpu"), progress=False)
+    ours = evaluate("vaegmm defaults", result.model, result.seconds, vaegmm_gmm, train, val, test)
+    report = {
+        "peer": peer, "vaegmm": ours, "time_ratio_vaegmm_over_peer": ours["train_seconds"] / peer["train_seconds"],
+        "vaegmm_config": {"model": VAEConfig().to_dict(), "train": TrainConfig().to_dict(), "gmm": GMMOptions().__dict__},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"time ratio vaegmm / peer: {report['time_ratio_vaegmm_over_peer']:.2f}; saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Every bad input gives one clear error naming the file, a non-zero exit, no traceback, no output left."""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaegmm.cli import course_main, main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "1", "--hidden", "32", "--no-progress"]
+
+
+def _images(n=60, side=28, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, side, side), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    labels = np.repeat([1, 4, 8], 20)
+    np.savez(d / "train.npz", data=_images(), labels=labels)
+    np.savez(d / "val.npz", data=_images(15, seed=1), labels=np.repeat([1, 4, 8], 5))
+    np.savez(d / "test.npz", data=_images(12, seed=2), labels=np.repeat([1, 4, 8], 4))
+    assert main(["train", "--train", str(d / "train.npz"), "--val", str(d / "val.npz"), "--out-dir", str(d / "run"), *TINY]) == 0
+    assert main(["train", "--train", str(d / "train.npz"), "--val", str(d / "val.npz"), "--out-dir", str(d / "run3"),
+                 "--latent-dim", "3", *TINY]) == 0
+    return d
+
+
+def bad_npz(d: Path, name: str, **arrays) -> Path:
+    path = d / name
+    np.savez(path, **arrays)
+    return path
+
+
+def _expect_error(capsys, code, *fragments):
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    return err
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def _truncated(path: Path) -> Path:
+    path.write_bytes(path.read_bytes()[:400])
+    return path
+
+
+# (case name, builder of the input file) for images given to test_classifier
+IMAGE_CASES = {
+    "missing file": (lambda d: d / "nothing.npz", ["no such file"]),
+    "zero-byte": (lambda d: _write(d / "zero.npz", b""), ["empty (0 bytes)"]),
+    "truncated": (lambda d: _truncated(bad_npz(d, "trunc.npz", data=_images(20))), ["not a readable .npz"]),
+    "not npz": (lambda d: _write(d / "text.npz", b"id,label\n1,4\n"), ["not an .npz archive"]),
+    "no data key": (lambda d: bad_npz(d, "keys.npz", x=_images(3)), ["no 'data' key; found ['x']"]),
+    "27x27": (lambda d: bad_npz(d, "small.npz", data=_images(3, side=27)), ["27x27", "trained on 28x28"]),
+    "channels": (lambda d: bad_npz(d, "chan.npz", data=np.zeros((3, 3, 28, 28), np.uint8)), ["(3, 3, 28, 28)"]),
+    "1-D": (lambda d: bad_npz(d, "flat.npz", data=np.zeros(5, np.uint8)), ["shape (5,)"]),
+    "empty array": (lambda d: bad_npz(d, "emptyarr.npz", data=np.zeros((0, 28, 28), np.uint8)), ["is empty"]),
+    "object dtype": (lambda d: bad_npz(d, "obj.npz", data=np.array([None, 1], dtype=object)), ["dtype object"]),
+    "complex dtype": (lambda d: bad_npz(d, "cplx.npz", data=np.zeros((2, 28, 28), np.complex128)), ["complex128"]),
+    "NaN": (lambda d: bad_npz(d, "nan.npz", data=np.full((2, 28, 28), np.nan)), ["NaN or infinite"]),
+    "inf": (lambda d: bad_npz(d, "inf.npz", data=np.full((2, 28, 28), -np.inf)), ["NaN or infinite"]),
+    "below 0": (lambda d: bad_npz(d, "neg.npz", data=np.full((2, 28, 28), -0.5)), ["expected 0-255"]),
+    "above 255": (lambda d: bad_npz(d, "big.npz", data=np.full((2, 28, 28), 256.0)), ["expected 0-255"]),
+}
+
+
+@pytest.mark.parametrize("case", list(IMAGE_CASES))
+def test_bad_images_for_the_classifier(case, files, capsys, tmp_path, monkeypatch):
+    build, fragments = IMAGE_CASES[case]
+    path = build(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code = course_main([str(path), "test_classifier", str(files / "run/vae.pth"), str(files / "run/gmm_params.pkl")])
+    _expect_error(capsys, code, Path(path).name, *fragments)
+    assert not (tmp_path / "vae.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["NaN", "27x27", "no data key"])
+def test_bad_images_for_reconstruction(case, files, capsys, tmp_path, monkeypatch):
+    build, fragments = IMAGE_CASES[case]
+    path = build(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code = course_main([str(path), "test_reconstruction", str(files / "run/vae.pth")])
+    _expect_error(capsys, code, Path(path).name, *fragments)
+    assert not (tmp_path / "vae_reconstructed.npz").exists()
+
+
+VAL_CASES = {
+    "labels missing": (dict(data=_images(6)), ["no 'labels' key"]),
+    "one class only": (dict(data=_images(6), labels=np.full(6, 4)), ["1 class", "at least 2"]),
+    "label count mismatch": (dict(data=_images(6), labels=np.array([1, 4, 8])), ["one label per image"]),
+    "float labels": (dict(data=_images(3), labels=np.array([1.5, 4, 8])), ["integer class labels"]),
+    "val of another size": (dict(data=_images(6, side=20), labels=np.repeat([1, 4], 3)), ["20x20", "28x28"]),
+}
+
+
+@pytest.mark.parametrize("case", list(VAL_CASES))
+def test_bad_validation_sets_fail_before_training(case, files, capsys, tmp_path, monkeypatch):
+    arrays, fragments = VAL_CASES[case]
+    val = bad_npz(tmp_path, "val.npz", **arrays)
+    monkeypatch.chdir(tmp_path)
+    code = course_main([str(files / "train.npz"), str(val), "train", "vae.pth", "gmm_params.pkl"])
+    _expect_error(capsys, code, "val.npz", *fragments)
+    assert not (tmp_path / "vae.pth").exists() and not (tmp_path / "gmm_params.pkl").exists()
+
+
+def test_a_requested_digit_without_labelled_image(files, capsys, tmp_path):
+    code = main(["train", "--train", str(files / "train.npz"), "--val", str(files / "val.npz"), "--out-dir", str(tmp_path / "o"),
+                 "--digits", "1,4,7", *TINY])
+    _expect_error(capsys, code, "val.npz", "no labelled image of digit(s) [7]")
+    assert not (tmp_path / "o" / "vae.pth").exists()
+
+
+def test_gmm_of_another_latent_size(files, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = course_main([str(files / "test.npz"), "test_classifier", str(files / "run/vae.pth"), str(files / "run3/gmm_params.pkl")])
+    _expect_error(capsys, code, "gmm_params.pkl", "3-D components", "2-D latent space")
+
+
+def test_gmm_of_another_model_with_the_same_latent_size(files, capsys, tmp_path, monkeypatch):
+    other = tmp_path / "other"
+    assert main(["train", "--train", str(files / "train.npz"), "--val", str(files / "val.npz"), "--out-dir", str(other),
+                 "--seed", "1", *TINY]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    code = course_main([str(files / "test.npz"), "test_classifier", str(files / "run/vae.pth"), str(other / "gmm_params.pkl")])
+    _expect_error(capsys, code, "another model's latent space")
+
+
+MODEL_CASES = {
+    "other architecture": (lambda p: torch.save({"fc1.weight": torch.zeros(3, 3)}, p), ["not a vaegmm model file"]),
+    "mismatched weights": (None, ["do not match its recorded architecture"]),
+    "corrupt": (lambda p: p.write_bytes(b"PK\x03\x04" + os.urandom(300)), ["not a readable vaegmm model file"]),
+    "text renamed": (lambda p: p.write_text("not a model\n"), ["not a readable vaegmm model file"]),
+    "missing": (lambda p: None, ["no such model file"]),
+}
+
+
+@pytest.mark.parametrize("case", list(MODEL_CASES))
+def test_bad_model_files(case, files, capsys, tmp_path, monkeypatch):
+    build, fragments = MODEL_CASES[case]
+    path = tmp_path / "vae.pth"
+    if build is None:  # a vaegmm file whose config claims another architecture than its weights
+        payload = torch.load(files / "run/vae.pth", weights_only=True)
+        payload["config"]["hidden_sizes"] = [64]
+        torch.save(payload, path)
+    else:
+        build(path)
+    monkeypatch.chdir(tmp_path)
+    code = course_main([str(files / "test.npz"), "test_reconstruction", str(path)])
+    _expect_error(capsys, code, "vae.pth", *fragments)
+    assert not (tmp_path / "vae_reconstructed.npz").exists()
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+def test_gmm_pickle_that_would_run_code(files, capsys, tmp_path, monkeypatch):
+    marker = str(tmp_path / "was_run")
+    evil = tmp_path / "gmm_params.pkl"
+    evil.write_bytes(pickle.dumps(_RunsCode(marker)))
+    monkeypatch.chdir(tmp_path)
+    code = course_main([str(files / "test.npz"), "test_classifier", str(files / "run/vae.pth"), str(evil)])
+    _expect_error(capsys, code, "gmm_params.pkl", "refusing to load 'os.makedirs'")
+    assert not os.path.exists(marker) and not (tmp_path / "vae.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["truncated", "foreign dict", "empty"])
+def test_corrupt_or_foreign_gmm_files(case, files, capsys, tmp_path):
+    path = tmp_path / "gmm_params.pkl"
+    good = (files / "run/gmm_params.pkl").read_bytes()
+    path.write_bytes({"truncated": good[: len(good) // 2], "foreign dict": pickle.dumps({"weights": [1.0]}), "empty": b""}[case])
+    code = main(["classify", str(files / "test.npz"), "--model", str(files / "run/vae.pth"), "--gmm", str(path),
+                 "--out", str(tmp_path / "p.csv")])
+    _expect_error(capsys, code, "gmm_params.pkl")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_output_in_a_missing_folder(files, capsys, tmp_path):
+    code = main(["classify", str(files / "test.npz"), "--model", str(files / "run/vae.pth"), "--gmm",
+                 str(files / "run/gmm_params.pkl"), "--out", str(tmp_path / "nope" / "p.csv")])
+    _expect_error(capsys, code, "p.csv", "does not exist", "mkdir -p")
+
+
+def test_training_outputs_checked_before_training(files, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = course_main([str(files / "train.npz"), str(files / "val.npz"), "train", "vae.pth", "missing/gmm_params.pkl"])
+    _expect_error(capsys, code, "gmm_params.pkl", "does not exist")
+    assert not (tmp_path / "vae.pth").exists()
+
+
+def test_output_in_a_read_only_folder(files, capsys, tmp_path):
+    if os.geteuid() == 0:  # root writes into chmod-555 folders; /proc refuses new files even to root
+        target = Path("/proc/vaegmm_out.csv")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        target = ro / "vaegmm_out.csv"
+    code = main(["classify", str(files / "test.npz"), "--model", str(files / "run/vae.pth"), "--gmm",
+                 str(files / "run/gmm_params.pkl"), "--out", str(target)])
+    _expect_error(capsys, code, "vaegmm_out.csv")
+    assert not target.exists()
+
+
+def test_previous_output_survives_a_failed_run(files, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vae.csv").write_text("Predicted_Label\n1\n")
+    nan = bad_npz(tmp_path, "nan.npz", data=np.full((2, 28, 28), np.nan))
+    course_main([str(nan), "test_classifier", str(files / "run/vae.pth"), str(files / "run/gmm_params.pkl")])
+    assert (tmp_path / "vae.csv").read_text() == "Predicted_Label\n1\n"
+
+
+@pytest.mark.parametrize("argv", [["missing.npz", "test_reconstruction", "vae.pth"], ["classify", "missing.npz"]])
+def test_real_process_exit_code_and_no_traceback(argv, tmp_path):
+    cmd = [sys.executable, str(REPO / "vae.py")] if argv[1] == "test_reconstruction" else [sys.executable, "-m", "vaegmm.cli"]
+    result = subprocess.run(cmd + argv, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "missing.npz" in result.stderr and "Traceback" not in result.stderr
