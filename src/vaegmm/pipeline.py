@@ -28,7 +28,7 @@ from .training import pick_device, train_vae
 class GMMOptions:
     """How the latent mixture is fitted (see :class:`vaegmm.gmm.GaussianMixture`)."""
 
-    components_per_class: int = 3
+    components_per_class: int = 4
     reg_covar: float = 1e-6
     tol: float = 1e-4
     max_iter: int = 300

@@ -103,7 +103,8 @@ def train_vae(
     start = time.perf_counter()
     torch.manual_seed(train_config.seed)
     model = build_model(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    # The fused kernel updates every parameter in one pass: a few percent faster on the CPU, same results each run.
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, fused=True)
     history: list[dict] = []
     first_epoch = 1
     checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
