@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaegmm.data import load_npz
-from vaegmm.gmm import GaussianMixture
 from vaegmm.metrics import classification_report, one_minus_mse, ssim
 from vaegmm.model import TrainConfig, VAEConfig, count_parameters, elbo_per_image, encode_means, reconstruct
 from vaegmm.pipeline import GMMOptions

@@ -1,11 +1,9 @@
 """Interrupted and repeated runs: a killed training resumes to the same model; reruns are bit-identical."""
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
