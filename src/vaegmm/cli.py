@@ -47,14 +47,11 @@ def _guarded(job: Callable[[], None]) -> int:
 
 def job_train(args: argparse.Namespace) -> None:
     from .data import load_npz
-    from .model import TrainConfig, VAEConfig
-    from .pipeline import GMMOptions, train_and_fit
+    from .pipeline import train_and_fit
 
     train = load_npz(args.train)
     labelled = load_npz(args.val, require_labels=True)
-    model_config = VAEConfig(hidden_sizes=args.hidden, latent_dim=args.latent_dim, recon_loss=args.loss, beta=args.beta)
-    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    gmm_options = GMMOptions(components_per_class=args.components_per_class, reg_covar=args.reg_covar)
+    model_config, train_config, gmm_options = _configs(args)
     out = Path(args.out_dir)
     if args.out_dir != "." and not out.exists():
         out.mkdir(parents=True)
@@ -67,6 +64,18 @@ def job_train(args: argparse.Namespace) -> None:
         progress=not args.no_progress, device=args.device,
     )
     _report_training(summary, out / args.model, out / args.gmm)
+
+
+def _configs(args: argparse.Namespace):
+    """The three settings objects from the options _add_training_options defines."""
+    from .model import TrainConfig, VAEConfig
+    from .pipeline import GMMOptions
+
+    return (
+        VAEConfig(hidden_sizes=args.hidden, latent_dim=args.latent_dim, recon_loss=args.loss, beta=args.beta),
+        TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+        GMMOptions(components_per_class=args.components_per_class, reg_covar=args.reg_covar),
+    )
 
 
 def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
@@ -137,8 +146,7 @@ def job_demo(args: argparse.Namespace) -> None:
     import time
 
     from .data import default_data_dir, load_mnist
-    from .model import TrainConfig, VAEConfig
-    from .pipeline import GMMOptions, train_and_fit
+    from .pipeline import train_and_fit
     from .report import build_run_report
 
     start = time.perf_counter()
@@ -149,11 +157,10 @@ def job_demo(args: argparse.Namespace) -> None:
           f"{len(splits.labelled)} labelled, {len(splits.test)} test")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    model_config, train_config, gmm_options = _configs(args)
     summary = train_and_fit(
         splits.train, splits.labelled,
-        model_config=VAEConfig(hidden_sizes=args.hidden, latent_dim=args.latent_dim, recon_loss=args.loss, beta=args.beta),
-        train_config=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
-        gmm_options=GMMOptions(components_per_class=args.components_per_class, reg_covar=args.reg_covar),
+        model_config=model_config, train_config=train_config, gmm_options=gmm_options,
         model_path=out / "vae.pth", gmm_path=out / "gmm_params.pkl", log_path=out / "train_log.jsonl",
         run_info_path=out / "run.json", progress=not args.no_progress, device=args.device,
         data_spec={"kind": "mnist", "dir": str(folder.resolve()), "digits": list(args.digits),

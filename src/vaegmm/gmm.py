@@ -137,32 +137,45 @@ def kmeans_plus_plus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -
     return np.array(centres)
 
 
-def kmeans(X: np.ndarray, centres: np.ndarray, *, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means from ``centres`` (K, D); returns centres (K, D) and labels (N,). Empty clusters stay put."""
+def squared_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances. X: (N, D); centres: (K, D). Returns (N, K)."""
+    return ((X[:, None, :] - centres[None]) ** 2).sum(axis=-1)
+
+
+def kmeans(
+    X: np.ndarray,
+    centres: np.ndarray,
+    *,
+    fixed_sums: np.ndarray | None = None,
+    fixed_counts: np.ndarray | None = None,
+    max_iter: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means from ``centres`` (K, D); returns centres (K, D) and labels (N,).
+
+    ``fixed_sums`` (K, D) and ``fixed_counts`` (K,) are points pinned to each centre (labelled
+    points); they count in every centre's mean but are never re-assigned. Empty clusters stay put.
+    """
+    n_clusters = len(centres)
+    fixed_sums = np.zeros_like(centres) if fixed_sums is None else fixed_sums
+    fixed_counts = np.zeros(n_clusters) if fixed_counts is None else fixed_counts
     centres = centres.copy()
     for _ in range(max_iter):
-        labels = ((X[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)  # (N,)
-        new = np.array([X[labels == k].mean(axis=0) if np.any(labels == k) else centres[k] for k in range(len(centres))])
+        labels = squared_distances(X, centres).argmin(axis=1)  # (N,)
+        sums = fixed_sums + np.stack([X[labels == k].sum(axis=0) for k in range(n_clusters)])  # (K, D)
+        counts = fixed_counts + np.bincount(labels, minlength=n_clusters)  # (K,)
+        new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
         if np.allclose(new, centres):
             break
         centres = new
     return centres, labels
 
 
-def seeded_kmeans(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray, classes: np.ndarray, *, max_iter: int = 100) -> np.ndarray:
+def seeded_kmeans(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """k-means with one centroid per class, started at the labelled class means, labelled points
     fixed in their class. X: (N, D). Returns the class of each row of X: (N,)."""
     fixed_sums = np.stack([X_labelled[y_labelled == c].sum(axis=0) for c in classes])  # (C, D)
     fixed_counts = np.array([np.sum(y_labelled == c) for c in classes])  # (C,)
-    centres = fixed_sums / fixed_counts[:, None]
-    for _ in range(max_iter):
-        labels = ((X[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)  # (N,)
-        sums = fixed_sums + np.stack([X[labels == k].sum(axis=0) for k in range(len(classes))])
-        counts = fixed_counts + np.bincount(labels, minlength=len(classes))
-        new = sums / counts[:, None]
-        if np.allclose(new, centres):
-            break
-        centres = new
+    _, labels = kmeans(X, fixed_sums / fixed_counts[:, None], fixed_sums=fixed_sums, fixed_counts=fixed_counts)
     return classes[labels]
 
 
@@ -171,7 +184,7 @@ def nearest_labelled(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarr
     nearest = np.empty(len(X), dtype=np.int64)
     for start in range(0, len(X), 4096):  # bounded memory: (chunk, M) distances at a time
         chunk = X[start: start + 4096]
-        nearest[start: start + len(chunk)] = ((chunk[:, None, :] - X_labelled[None]) ** 2).sum(-1).argmin(axis=1)
+        nearest[start: start + len(chunk)] = squared_distances(chunk, X_labelled).argmin(axis=1)
     return y_labelled[nearest]
 
 
@@ -282,7 +295,7 @@ class GaussianMixture:
         if allowed is not None and allowed.shape != (len(X), n_components):
             raise ValueError(f"allowed must have shape {(len(X), n_components)}; got {allowed.shape}.")
         if covariances_init is None or weights_init is None:
-            dist = ((X[:, None, :] - means[None]) ** 2).sum(-1)  # (N, K)
+            dist = squared_distances(X, means)  # (N, K)
             if allowed is not None:
                 dist = np.where(allowed, dist, np.inf)
             hard = np.zeros_like(dist)

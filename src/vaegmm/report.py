@@ -286,8 +286,11 @@ def evaluate(model, gmm, test) -> dict:
     return out
 
 
-def make_figures(run_dir: Path, *, model, gmm, train, labelled, test, history) -> dict[str, Path]:
-    """Every figure of the report, into RUN_DIR/figures/."""
+def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusion, history) -> dict[str, Path]:
+    """Every figure of the report, into RUN_DIR/figures/.
+
+    Z (N, D): the training images' latent means; confusion (C, C) on the test images, or None.
+    """
     from scipy.stats import norm
 
     from . import plots
@@ -318,19 +321,14 @@ def make_figures(run_dir: Path, *, model, gmm, train, labelled, test, history) -
     plots.image_grid(decode_latents(model, np.concatenate(per_component)), len(per_component), SAMPLES_PER_ROW,
                      paths["component_samples"], title="Samples from each GMM component, decoded",
                      row_labels=[f"digit {c} (comp. {k})" for k, c in enumerate(gmm.component_classes_)])
-    Z = encode_means(model, train.images)
     Z_lab = encode_means(model, labelled.images)
     plots.latent_space(Z, gmm.predict(Z), paths["latent"], true_labels=train.labels, Z_labelled=Z_lab,
                        y_labelled=labelled.labels, title=f"Latent means of the {len(Z)} training images")
     plots.gmm_ellipses(Z, gmm, paths["gmm"], Z_labelled=Z_lab, y_labelled=labelled.labels,
                        title="GMM: 1σ and 2σ ellipses, means and decision regions")
     plots.training_curves(history, paths["curves"], title="Training: negative ELBO and its two terms per epoch")
-    if test is not None and test.labels is not None:
-        from .metrics import confusion_matrix
-
-        predicted = gmm.predict(encode_means(model, test.images))
-        plots.confusion(confusion_matrix(test.labels, predicted, gmm.classes_), gmm.classes_.tolist(), paths["confusion"],
-                        title=f"Confusion on {len(test)} test images")
+    if confusion is not None:
+        plots.confusion(confusion, gmm.classes_.tolist(), paths["confusion"], title=f"Confusion on {len(test)} test images")
     else:
         paths.pop("confusion")
     return paths
@@ -351,10 +349,22 @@ def open_run(run_dir: Path, *, test_path=None, progress: bool = False):
     return info, model, gmm, train, labelled, test
 
 
-def build_run_figures(run_dir: str | Path, *, test_path=None, progress: bool = False) -> dict[str, Path]:
-    run_dir = Path(run_dir)
+def _evaluate_run(run_dir: Path, *, test_path, progress: bool) -> dict:
+    """Open a run, encode its training images once, evaluate on the test images, draw every figure."""
+    from .model import encode_means
+
     info, model, gmm, train, labelled, test = open_run(run_dir, test_path=test_path, progress=progress)
-    return make_figures(run_dir, model=model, gmm=gmm, train=train, labelled=labelled, test=test, history=info["history"])
+    Z = encode_means(model, train.images)  # (N, latent_dim)
+    evaluation = evaluate(model, gmm, test) if test is not None else {}
+    confusion = np.array(evaluation["confusion"]) if "confusion" in evaluation else None
+    figures = make_figures(run_dir, model=model, gmm=gmm, train=train, Z=Z, labelled=labelled, test=test,
+                           confusion=confusion, history=info["history"])
+    return {"info": info, "model": model, "gmm": gmm, "labelled": labelled, "test": test, "Z": Z,
+            "evaluation": evaluation, "confusion": confusion, "figures": figures}
+
+
+def build_run_figures(run_dir: str | Path, *, test_path=None, progress: bool = False) -> dict[str, Path]:
+    return _evaluate_run(Path(run_dir), test_path=test_path, progress=progress)["figures"]
 
 
 def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = False) -> dict:
@@ -362,13 +372,10 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
     from .model import count_parameters
 
     run_dir = Path(run_dir)
-    info, model, gmm, train, labelled, test = open_run(run_dir, test_path=test_path, progress=progress)
-    figures = make_figures(run_dir, model=model, gmm=gmm, train=train, labelled=labelled, test=test, history=info["history"])
-    from .model import encode_means
-
-    evaluation = evaluate(model, gmm, test) if test is not None else {}
-    confusion = np.array(evaluation["confusion"]) if "confusion" in evaluation else None
-    analysis = latent_analysis(gmm, encode_means(model, train.images), confusion=confusion)
+    run = _evaluate_run(run_dir, test_path=test_path, progress=progress)
+    info, model, gmm, labelled, test = run["info"], run["model"], run["gmm"], run["labelled"], run["test"]
+    evaluation, figures = run["evaluation"], run["figures"]
+    analysis = latent_analysis(gmm, run["Z"], confusion=run["confusion"])
     write_json(run_dir / "evaluation.json", {"evaluation": evaluation, "latent_analysis": analysis})
 
     rep = Report("vaegmm run report")
