@@ -10,9 +10,12 @@ from scipy.stats import multivariate_normal
 from vaegmm.errors import DegenerateFitWarning, ModelFileError
 from vaegmm.gmm import (
     GaussianMixture,
+    boundary_fraction,
+    component_schedule,
     compute_precision_cholesky,
     e_step,
     estimate_log_gaussian_prob,
+    neighbour_graph,
 )
 
 from .conftest import make_blobs
@@ -93,6 +96,67 @@ def test_staged_fit_gives_a_bimodal_class_one_component_per_mode():
     assert gmm.labelled_agreement_ == 1.0
     class0 = gmm.means_[gmm.component_classes_ == 0]
     np.testing.assert_allclose(class0[np.argsort(class0[:, 0])], centres[:2], atol=0.15)
+
+
+def test_neighbour_graph_and_boundary_fraction_match_brute_force():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 2))
+    labels = (X[:, 0] + 0.3 * rng.normal(size=300) > 0).astype(int)
+    neighbours = neighbour_graph(X, 5)
+    dist = ((X[:, None] - X[None]) ** 2).sum(-1)
+    np.fill_diagonal(dist, np.inf)
+    expected = np.argsort(dist, axis=1)[:, :5]
+    np.testing.assert_array_equal(np.sort(neighbours, axis=1), np.sort(expected, axis=1))
+    assert boundary_fraction(labels, neighbours) == pytest.approx(np.mean(labels[expected] != labels[:, None]))
+    assert boundary_fraction(np.zeros(300, int), neighbours) == 0.0
+
+
+def test_border_through_the_gap_cuts_fewer_edges_than_one_through_a_cluster(blobs):
+    X, y = blobs
+    neighbours = neighbour_graph(X, 10)
+    through_cluster = np.where(X[:, 1] > 0, 1, 0)  # splits the left blob in two
+    assert boundary_fraction(y, neighbours) < boundary_fraction(through_cluster, neighbours) / 5
+
+
+@pytest.mark.parametrize("schedule, k, expected", [
+    ("direct", 4, [4]), ("doubling", 1, [1]), ("doubling", 4, [1, 2, 4]), ("doubling", 6, [1, 2, 4, 6]),
+])
+def test_component_schedule(schedule, k, expected):
+    assert component_schedule(schedule, k) == expected
+
+
+def test_unknown_schedule_or_seeding_is_refused():
+    with pytest.raises(ValueError, match="schedule"):
+        GaussianMixture(schedules=("tripling",))
+    with pytest.raises(ValueError, match="seeding"):
+        GaussianMixture(seedings=())
+
+
+def test_doubling_moves_a_border_that_many_components_would_keep():
+    # Two unit Gaussians 3.2 apart; class 0's labels sit on its far side and class 1's near the
+    # border, so the nearest-labelled partition starts with the border shifted well into class 0.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal([-1.6, 0], 1, (2000, 2)), rng.normal([1.6, 0], 1, (2000, 2))])
+    y = np.repeat([0, 1], 2000)
+    X_lab, y_lab = np.array([[-4, 1.0], [-4, -1], [-3.5, 0], [0.6, 1], [0.6, -1], [1, 0]]), np.array([0, 0, 0, 1, 1, 1])
+    fits = {schedule: GaussianMixture(components_per_class=4, joint_em=False, seedings=("nearest",), schedules=(schedule,))
+            .fit_seeded(X, X_lab, y_lab) for schedule in ("direct", "doubling")}
+    accuracy = {k: np.mean(g.predict(X) == y) for k, g in fits.items()}
+    assert accuracy["direct"] < 0.85 < 0.93 < accuracy["doubling"]  # Bayes rate here: 0.945
+    assert fits["doubling"].boundary_fraction_ < fits["direct"].boundary_fraction_
+    both = GaussianMixture(components_per_class=4, joint_em=False, seedings=("nearest",)).fit_seeded(X, X_lab, y_lab)
+    assert both.schedule_ == "doubling"
+
+
+def test_fit_seeded_keeps_the_candidate_with_most_agreement_then_fewest_cut_edges(blobs):
+    X, y = blobs
+    rng = np.random.default_rng(4)
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 5, replace=False) for k in range(3)])
+    gmm = GaussianMixture(components_per_class=2, joint_em=False).fit_seeded(X, X[lab], y[lab])
+    assert len(gmm.candidates_) == 4  # 2 seedings x 2 schedules
+    best = max(gmm.candidates_, key=lambda c: (c["labelled_agreement"], -c["boundary_fraction"], c["lower_bound"]))
+    assert (gmm.seeding_, gmm.schedule_) == (best["seeding"], best["schedule"])
+    assert gmm.boundary_fraction_ == boundary_fraction(gmm.predict(X), neighbour_graph(X, gmm.n_neighbors))
 
 
 def test_joint_em_is_rejected_by_the_drift_guard():

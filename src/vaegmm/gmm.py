@@ -189,6 +189,40 @@ def nearest_labelled(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarr
 
 
 SEEDINGS = {"kmeans": seeded_kmeans, "nearest": nearest_labelled}
+SCHEDULES = ("direct", "doubling")
+
+
+def neighbour_graph(X: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Indices of each row's ``n_neighbors`` nearest other rows of X (N, D): (N, n_neighbors)."""
+    from scipy.spatial import cKDTree
+
+    n_neighbors = min(n_neighbors, len(X) - 1)
+    _, idx = cKDTree(X).query(X, n_neighbors + 1)  # (N, n_neighbors + 1); column 0 is the point itself
+    return idx[:, 1:]
+
+
+def boundary_fraction(labels: np.ndarray, neighbours: np.ndarray) -> float:
+    """Share of nearest-neighbour edges whose two ends carry different labels.
+
+    labels (N,); neighbours (N, k) from :func:`neighbour_graph`. A partition whose class borders run
+    through sparse regions cuts few edges (the cluster assumption of semi-supervised learning).
+    """
+    if neighbours.size == 0:
+        return 0.0
+    return float(np.mean(labels[neighbours] != labels[:, None]))
+
+
+def component_schedule(schedule: str, components_per_class: int) -> list[int]:
+    """Components per class at each stage: "direct" fits the final number at once; "doubling" grows
+    1, 2, 4, ... up to it, each stage started from the previous stage's partition."""
+    if schedule == "direct":
+        return [components_per_class]
+    if schedule == "doubling":
+        sizes = [1]
+        while sizes[-1] * 2 < components_per_class:
+            sizes.append(sizes[-1] * 2)
+        return sizes + [components_per_class] if sizes[-1] != components_per_class else sizes
+    raise ValueError(f"unknown schedule {schedule!r}; choose from {list(SCHEDULES)}.")
 
 
 class GaussianMixture:
@@ -217,6 +251,12 @@ class GaussianMixture:
         The rounds stop once at most this share of points changes class.
     seedings : tuple of str
         Initial partitions tried by :meth:`fit_seeded` ("kmeans", "nearest"); the best fit is kept.
+    schedules : tuple of str
+        How :meth:`fit_seeded` reaches ``components_per_class``: "direct", or "doubling" (1, 2, 4, ...
+        components per class, each stage started from the last one's partition). Every seeding is
+        tried with every schedule.
+    n_neighbors : int
+        Neighbours per point in the graph whose cut edges rank :meth:`fit_seeded`'s candidate fits.
     random_state : int
         Seed for tie-breaking initialisation and :meth:`sample`.
 
@@ -224,8 +264,10 @@ class GaussianMixture:
     -----------------
     classes_ (C,), component_classes_ (K,), weights_ (K,), means_ (K, D), covariances_ (K, D, D),
     precisions_cholesky_ (K, D, D), converged_, n_iter_, lower_bound_ (final mean log-likelihood),
-    log_likelihood_history_ (one entry per iteration), labelled_agreement_ (share of labelled
-    points the fit classifies as their own class, after :meth:`fit_seeded`).
+    log_likelihood_history_ (one entry per iteration); after :meth:`fit_seeded` also
+    labelled_agreement_ (share of labelled points the fit classifies as their own class),
+    boundary_fraction_ (share of neighbour edges its partition cuts), seeding_ and schedule_ (which
+    candidate won) and candidates_ (one summary dict per candidate fit).
     """
 
     def __init__(
@@ -241,6 +283,8 @@ class GaussianMixture:
         max_partition_rounds: int = 50,
         partition_tol: float = 1e-3,
         seedings: tuple[str, ...] = ("kmeans", "nearest"),
+        schedules: tuple[str, ...] = SCHEDULES,
+        n_neighbors: int = 10,
         random_state: int = 0,
     ) -> None:
         if components_per_class < 1:
@@ -259,7 +303,15 @@ class GaussianMixture:
         self.max_partition_rounds = max_partition_rounds
         self.partition_tol = partition_tol
         self.seedings = tuple(seedings)
+        self.schedules = tuple(schedules)
+        self.n_neighbors = n_neighbors
         self.random_state = random_state
+        for name, given, known in (("seeding", self.seedings, SEEDINGS), ("schedule", self.schedules, SCHEDULES)):
+            unknown = [g for g in given if g not in known]
+            if unknown or not given:
+                raise ValueError(f"unknown or no {name}s {unknown or list(given)}; choose from {sorted(known)}.")
+        if n_neighbors < 1:
+            raise ValueError(f"n_neighbors must be >= 1; got {n_neighbors}.")
 
     # --- fitting ---------------------------------------------------------------------
 
@@ -363,16 +415,22 @@ class GaussianMixture:
         1. *Seeded partition*, once per entry of ``seedings``: "kmeans" runs k-means whose
            centroids start at the labelled class means, labelled points fixed in their class;
            "nearest" gives each point the class of its nearest labelled point.
-        2. *Per-class mixtures*: each class's ``components_per_class`` components are fitted by EM on
-           that class's points only (they cannot wander to another digit), the points are re-assigned
-           to the class of highest posterior, and this repeats until the partition is stable.
-        3. *Joint EM* on all points from that start, labelled points anchored to their class's
-           components. It is kept only if it does not lower the share of labelled points classified
-           as their own class and moves at most ``max_class_shift`` of the points across classes;
-           otherwise stage 2's mixture is kept (``joint_em_accepted_`` says which).
+        2. *Per-class mixtures*: each class's components are fitted by EM on that class's points only
+           (they cannot wander to another digit), the points are re-assigned to the class of highest
+           posterior, and this repeats until the partition is stable. With the "doubling" schedule this
+           runs with 1, 2, 4, ... components per class up to ``components_per_class``, each stage from
+           the last one's partition: a single Gaussian per class moves a wrong border, where several
+           components per class would bend around it and keep it.
+        3. *Joint EM* (if ``joint_em``) on all points from that start, labelled points anchored to their
+           class's components. It is kept only if it does not lower the share of labelled points
+           classified as their own class and moves at most ``max_class_shift`` of the points across
+           classes; otherwise stage 2's mixture is kept (``joint_em_accepted_`` says which).
 
-        Of the fits from the different seedings, the one holding most labelled points in their own
-        class wins, then the one of highest likelihood (``seeding_`` names it).
+        Each (seeding, schedule) pair gives a candidate. The unlabelled likelihood cannot choose among
+        them: a digit's sparse tail is often likelier under a broad neighbouring digit. So the candidate
+        holding most labelled points in their own class wins, then the one whose class borders cut
+        the fewest edges of the data's nearest-neighbour graph (borders through sparse regions), then
+        the likelier one. ``candidates_`` summarises them all.
         """
         X = _check_X(X)
         X_labelled = _check_X(X_labelled, "X_labelled")
@@ -384,30 +442,38 @@ class GaussianMixture:
         classes = np.unique(y_labelled)
         if len(classes) < 2:
             raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
-        best = None
+        neighbours = neighbour_graph(X, self.n_neighbors)  # (N, n_neighbors)
+        seen: dict[tuple, dict] = {}
         for seeding in self.seedings:
-            if seeding not in SEEDINGS:
-                raise ValueError(f"unknown seeding {seeding!r}; choose from {sorted(SEEDINGS)}.")
-            partition = SEEDINGS[seeding](X, X_labelled, y_labelled, classes)  # (N,) class of each point
-            candidate = self._fit_from_partition(X, X_labelled, y_labelled, classes, partition)
-            candidate["seeding"] = seeding
-            key = (candidate["labelled_agreement"], candidate["lower_bound"])
-            if best is None or key > best[0]:
-                best = (key, candidate)
-        chosen = best[1]
+            first_partition = SEEDINGS[seeding](X, X_labelled, y_labelled, classes)  # (N,) class of each point
+            for schedule in self.schedules:
+                partition = first_partition
+                for n_components in component_schedule(schedule, self.components_per_class):
+                    candidate = self._fit_from_partition(X, X_labelled, y_labelled, classes, partition, n_components)
+                    partition = self.predict(X)  # (N,)
+                candidate.update(seeding=seeding, schedule=schedule,
+                                 boundary_fraction=boundary_fraction(partition, neighbours))
+                seen[(seeding, schedule)] = candidate
+        chosen = max(seen.values(), key=lambda c: (c["labelled_agreement"], -c["boundary_fraction"], c["lower_bound"]))
         self._set_params(*chosen["params"])
         for name in ("converged", "n_iter", "log_likelihood_history", "lower_bound", "partition_rounds",
-                     "joint_em_accepted", "class_shift", "labelled_agreement", "seeding"):
+                     "joint_em_accepted", "class_shift", "labelled_agreement", "seeding", "schedule",
+                     "boundary_fraction"):
             setattr(self, name + "_", chosen[name])
+        self.candidates_ = [
+            {k: c[k] for k in ("seeding", "schedule", "labelled_agreement", "boundary_fraction", "lower_bound")}
+            for c in seen.values()
+        ]
         return self
 
-    def _fit_from_partition(self, X, X_labelled, y_labelled, classes, partition) -> dict:
-        """Stages 2 and 3 of :meth:`fit_seeded` from one initial partition; returns the fit as a dict."""
+    def _fit_from_partition(self, X, X_labelled, y_labelled, classes, partition, n_components) -> dict:
+        """Stages 2 and 3 of :meth:`fit_seeded` from one initial partition, ``n_components`` per class;
+        returns the fit as a dict and leaves it as the fitted parameters."""
         rng = np.random.default_rng(self.random_state)
         previous = None
         for rounds in range(1, self.max_partition_rounds + 1):
             weights, means, covariances, component_classes = previous = self._per_class_mixtures(
-                X, X_labelled, y_labelled, classes, partition, rng, previous
+                X, X_labelled, y_labelled, classes, partition, rng, n_components, previous
             )
             self._set_params(weights, means, covariances, component_classes)
             new_partition = self.predict(X)
@@ -442,7 +508,7 @@ class GaussianMixture:
         result["params"] = (self.weights_, self.means_, self.covariances_, self.component_classes_)
         return result
 
-    def _per_class_mixtures(self, X, X_labelled, y_labelled, classes, partition, rng, previous=None):
+    def _per_class_mixtures(self, X, X_labelled, y_labelled, classes, partition, rng, n_components, previous=None):
         """EM within each class's points, warm-started from ``previous`` when given.
 
         Returns weights (K,), means (K, D), covariances (K, D, D), component classes (K,).
@@ -456,7 +522,7 @@ class GaussianMixture:
                 inner.fit(pts, means_init=previous[1][own], weights_init=previous[0][own] / previous[0][own].sum(),
                           covariances_init=previous[2][own])
             else:
-                n_comp = min(self.components_per_class, len(pts))
+                n_comp = min(n_components, len(pts))
                 inner.fit(pts, means_init=kmeans(pts, kmeans_plus_plus(pts, n_comp, rng))[0])
             n_comp = len(inner.weights_)
             weights.append(inner.weights_ * len(pts))
@@ -537,7 +603,7 @@ class GaussianMixture:
                 "tol": self.tol, "max_iter": self.max_iter, "anchor_labels": self.anchor_labels,
                 "joint_em": self.joint_em, "max_class_shift": self.max_class_shift,
                 "max_partition_rounds": self.max_partition_rounds, "partition_tol": self.partition_tol,
-                "seedings": list(self.seedings),
+                "seedings": list(self.seedings), "schedules": list(self.schedules), "n_neighbors": self.n_neighbors,
                 "random_state": self.random_state,
             },
             "component_classes": self.component_classes_.tolist(),
@@ -548,6 +614,8 @@ class GaussianMixture:
             "n_iter": int(self.n_iter_),
             "log_likelihood_history": [float(v) for v in self.log_likelihood_history_],
             "labelled_agreement": float(getattr(self, "labelled_agreement_", float("nan"))),
+            "boundary_fraction": float(getattr(self, "boundary_fraction_", float("nan"))),
+            "chosen": [str(getattr(self, "seeding_", "")), str(getattr(self, "schedule_", ""))],
         }
 
     @classmethod
@@ -590,6 +658,7 @@ class GaussianMixture:
         gmm.log_likelihood_history_ = list(state.get("log_likelihood_history", []))
         gmm.lower_bound_ = gmm.log_likelihood_history_[-1] if gmm.log_likelihood_history_ else float("nan")
         gmm.labelled_agreement_ = float(state.get("labelled_agreement", float("nan")))
+        gmm.boundary_fraction_ = float(state.get("boundary_fraction", float("nan")))
         return gmm
 
     @property

@@ -32,7 +32,7 @@ class GMMOptions:
     reg_covar: float = 1e-6
     tol: float = 1e-4
     max_iter: int = 300
-    joint_em: bool = False
+    joint_em: bool = True
 
     def build(self, *, random_state: int) -> GaussianMixture:
         return GaussianMixture(**asdict(self), random_state=random_state)
@@ -119,6 +119,8 @@ def train_and_fit(
         "gmm_partition_rounds": int(gmm.partition_rounds_),
         "gmm_joint_em_accepted": bool(gmm.joint_em_accepted_),
         "gmm_labelled_agreement": gmm.labelled_agreement_,
+        "gmm_chosen": {"seeding": gmm.seeding_, "schedule": gmm.schedule_, "boundary_fraction": gmm.boundary_fraction_},
+        "gmm_candidates": gmm.candidates_,
     }
     save_model(model, model_path, train_config=train_config, extra={"fingerprint": fingerprint, "train_seconds": result.seconds})
     state = gmm.to_dict()
