@@ -62,10 +62,21 @@ def test_config_validation():
 
 
 def test_cosine_schedule_ends_at_the_final_ratio():
-    tc = TrainConfig(lr=1e-3, lr_schedule="cosine", final_lr_ratio=0.1)
+    tc = TrainConfig(lr=1e-3, lr_schedule="cosine", final_lr_ratio=0.1, warmup_fraction=0)
     assert tc.lr_at(0, 100) == pytest.approx(1e-3)
     assert tc.lr_at(99, 100) == pytest.approx(1e-4)
-    assert TrainConfig(lr=1e-3, lr_schedule="constant").lr_at(50, 100) == 1e-3
+    assert TrainConfig(lr=1e-3, lr_schedule="constant", warmup_fraction=0).lr_at(50, 100) == 1e-3
+
+
+def test_warmup_ramps_linearly_then_follows_the_schedule():
+    tc = TrainConfig(lr=1e-3, lr_schedule="constant", warmup_fraction=0.1)
+    assert [tc.lr_at(s, 100) for s in (0, 4, 9, 50)] == pytest.approx([1e-4, 5e-4, 1e-3, 1e-3])
+    cosine = TrainConfig(lr=1e-3, warmup_fraction=0.1)
+    plain = TrainConfig(lr=1e-3, warmup_fraction=0)
+    assert cosine.lr_at(0, 100) == pytest.approx(plain.lr_at(0, 100) / 10)
+    assert cosine.lr_at(60, 100) == pytest.approx(plain.lr_at(60, 100))
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        TrainConfig(warmup_fraction=1.0)
 
 
 def test_save_load_round_trip_rebuilds_without_flags(tmp_path):

@@ -73,7 +73,8 @@ def _configs(args: argparse.Namespace):
 
     return (
         VAEConfig(hidden_sizes=args.hidden, latent_dim=args.latent_dim, recon_loss=args.loss, beta=args.beta),
-        TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+        TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_fraction=args.warmup,
+                    seed=args.seed),
         GMMOptions(components_per_class=args.components_per_class, reg_covar=args.reg_covar),
     )
 
@@ -191,7 +192,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     vae, tr, gm = VAEConfig(), TrainConfig(), GMMOptions()
     p.add_argument("--epochs", type=int, default=tr.epochs, help="training epochs")
     p.add_argument("--batch-size", type=int, default=tr.batch_size, help="images per step")
-    p.add_argument("--lr", type=float, default=tr.lr, help="Adam learning rate")
+    p.add_argument("--lr", type=float, default=tr.lr, help="Adam's peak learning rate")
+    p.add_argument("--warmup", type=float, default=tr.warmup_fraction,
+                   help="share of the steps over which the learning rate ramps up linearly")
     p.add_argument("--seed", type=int, default=tr.seed, help="torch.manual_seed for the whole run")
     p.add_argument("--beta", type=float, default=vae.beta, help="weight of the KL term")
     p.add_argument("--hidden", type=_int_list, default=vae.hidden_sizes, help="hidden layer sizes, e.g. 512,256")

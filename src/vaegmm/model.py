@@ -33,7 +33,7 @@ class VAEConfig:
     hidden_sizes: tuple[int, ...] = (512, 256)
     latent_dim: int = 2
     recon_loss: str = "bce"
-    beta: float = 0.5  # below 1, digits separate better in 2-D (benchmarks/README.md)
+    beta: float = 0.4  # below 1, digits separate better in 2-D and reconstruct sharper (benchmarks/README.md)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
@@ -74,23 +74,30 @@ class TrainConfig:
 
     epochs: int = 20
     batch_size: int = 128
-    lr: float = 2e-3
-    lr_schedule: str = "cosine"  # or "cosine": decays to lr * final_lr_ratio by the last step
+    lr: float = 4e-3
+    lr_schedule: str = "cosine"  # or "constant"; cosine decays to lr * final_lr_ratio by the last step
     final_lr_ratio: float = 0.05
+    # A linear ramp over the first tenth of the steps makes twice the former peak rate stable: a
+    # sharper decoder in the same time (SSIM 0.701 against 0.694; benchmarks/README.md).
+    warmup_fraction: float = 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0; got {self}.")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1); got {self.warmup_fraction}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}.")
 
     def lr_at(self, step: int, total_steps: int) -> float:
         """Learning rate of optimisation step ``step`` (0-based); a pure function, so resuming needs no state."""
+        warmup = min(1.0, (step + 1) / (self.warmup_fraction * total_steps)) if self.warmup_fraction > 0 else 1.0
         if self.lr_schedule == "constant":
-            return self.lr
+            return self.lr * warmup
         progress = min(step / max(total_steps - 1, 1), 1.0)
-        return self.lr * (self.final_lr_ratio + (1 - self.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        cosine = self.final_lr_ratio + (1 - self.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.lr * cosine * warmup
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
