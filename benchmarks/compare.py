@@ -13,27 +13,29 @@ validation class means. Both are scored on the course's test file:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import course_parser, labelled_draws, load_course
 from torch import nn
 
-from vaegmm.data import load_npz
 from vaegmm.metrics import classification_report, one_minus_mse, ssim
-from vaegmm.model import TrainConfig, VAEConfig, count_parameters, elbo_per_image, encode_means, reconstruct
+from vaegmm.model import (
+    TrainConfig,
+    VAEConfig,
+    count_parameters,
+    elbo_per_image,
+    encode_means,
+    reconstruct,
+)
 from vaegmm.pipeline import GMMOptions
 from vaegmm.training import train_vae
-
-DRAWS = 10
-LABELS_PER_DIGIT = 5
 
 
 class PeerVAE(nn.Module):
@@ -99,12 +101,8 @@ def vaegmm_gmm(Z, Z_lab, y_lab):
 def evaluate(name, model, seconds, fit, train, val, test) -> dict:
     Z, Z_val, Z_test = encode_means(model, train.images), encode_means(model, val.images), encode_means(model, test.images)
     course = classification_report(test.labels, fit(Z, Z_val, val.labels)(Z_test))["score"]
-    rng = np.random.default_rng(0)
-    draws = []
-    for _ in range(DRAWS):
-        idx = np.concatenate([rng.choice(np.flatnonzero(train.labels == c), LABELS_PER_DIGIT, replace=False)
-                              for c in np.unique(val.labels)])
-        draws.append(classification_report(test.labels, fit(Z, Z[idx], train.labels[idx])(Z_test))["score"])
+    draws = [classification_report(test.labels, fit(Z, Z[idx], train.labels[idx])(Z_test))["score"]
+             for idx in labelled_draws(train.labels, np.unique(val.labels))]
     recon = reconstruct(model, test.images)
     out = {
         "name": name, "parameters": count_parameters(model), "train_seconds": seconds,
@@ -118,17 +116,10 @@ def evaluate(name, model, seconds, fit, train, val, test) -> dict:
 
 
 def main() -> None:
-    here = Path(__file__).resolve().parent
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("VAEGMM_COURSE_DATA", here.parent.parent / "shared/data/mnist_1_4_8"))
-    parser.add_argument("--out", default=here / "results" / "compare.json")
+    parser = course_parser(__doc__, "compare.json")
     parser.add_argument("--repeats", type=int, default=2, help="timed trainings of each recipe (the best counts)")
     args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    data = Path(args.data)
-    train = load_npz(data / "mnist_1_4_8_train.npz")  # labels used only to draw labelled sets and to score
-    val = load_npz(data / "mnist_1_4_8_val.npz", require_labels=True)
-    test = load_npz(data / "mnist_1_4_8_test.npz", require_labels=True)
+    train, val, test = load_course(args.data)
 
     # Training is timed args.repeats times for each, interleaved, and the best time counts: on a shared
     # 2-core machine single timings vary by +-15%. Both trainings are seeded, so every repeat gives the same model.

@@ -11,6 +11,7 @@ from vaegmm.errors import DegenerateFitWarning, ModelFileError
 from vaegmm.gmm import (
     GaussianMixture,
     boundary_fraction,
+    choose_candidate,
     component_schedule,
     compute_precision_cholesky,
     e_step,
@@ -148,15 +149,30 @@ def test_doubling_moves_a_border_that_many_components_would_keep():
     assert both.schedule_ == "doubling"
 
 
-def test_fit_seeded_keeps_the_candidate_with_most_agreement_then_fewest_cut_edges(blobs):
+@pytest.mark.parametrize("slack", [0, 1, 15])
+def test_fit_seeded_keeps_the_fewest_cut_edges_among_candidates_agreeing_with_the_labels(blobs, slack):
     X, y = blobs
     rng = np.random.default_rng(4)
     lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 5, replace=False) for k in range(3)])
-    gmm = GaussianMixture(components_per_class=2, joint_em=False).fit_seeded(X, X[lab], y[lab])
+    gmm = GaussianMixture(components_per_class=2, joint_em=False, label_slack=slack).fit_seeded(X, X[lab], y[lab])
     assert len(gmm.candidates_) == 4  # 2 seedings x 2 schedules
-    best = max(gmm.candidates_, key=lambda c: (c["labelled_agreement"], -c["boundary_fraction"], c["lower_bound"]))
+    agreeing = [c for c in gmm.candidates_
+                if round(c["labelled_agreement"] * 15) >= max(round(d["labelled_agreement"] * 15) for d in gmm.candidates_) - slack]
+    best = min(agreeing, key=lambda c: (c["boundary_fraction"], -c["lower_bound"]))
     assert (gmm.seeding_, gmm.schedule_) == (best["seeding"], best["schedule"])
     assert gmm.boundary_fraction_ == boundary_fraction(gmm.predict(X), neighbour_graph(X, gmm.n_neighbors))
+
+
+@pytest.mark.parametrize("slack, expected", [(0, "a"), (1, "b"), (2, "b"), (4, "c")])
+def test_choose_candidate_trades_labelled_points_for_cleaner_borders_only_within_the_slack(slack, expected):
+    # As on a real draw: "a" keeps 14 of 15 labelled points, "b" 13 with a much cleaner border.
+    candidates = [
+        {"name": "a", "labelled_agreement": 14 / 15, "boundary_fraction": 0.0068, "lower_bound": -3.0},
+        {"name": "b", "labelled_agreement": 13 / 15, "boundary_fraction": 0.0042, "lower_bound": -3.1},
+        {"name": "c", "labelled_agreement": 10 / 15, "boundary_fraction": 0.0010, "lower_bound": -3.2},
+        {"name": "d", "labelled_agreement": 13 / 15, "boundary_fraction": 0.0042, "lower_bound": -3.3},
+    ]
+    assert choose_candidate(candidates, n_labelled=15, label_slack=slack)["name"] == expected
 
 
 def test_joint_em_is_rejected_by_the_drift_guard():

@@ -87,8 +87,11 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
         em = f"joint EM {state} in {summary['gmm_iterations']} iterations"
     else:
         em = "per-digit EM fits kept"
+    chosen = summary["gmm_chosen"]
     print(
-        f"GMM: {summary['gmm_partition_rounds']} rounds of per-digit EM, {em}; "
+        f"GMM: {chosen['seeding']} seeding, {chosen['schedule']} schedule ({len(summary['gmm_candidates'])} candidates; "
+        f"its borders cut {chosen['boundary_fraction']:.1%} of neighbour edges), "
+        f"{summary['gmm_partition_rounds']} rounds of per-digit EM, {em}; "
         f"{summary['gmm_labelled_agreement']:.0%} of the labelled images fall in their digit's components"
     )
     print(f"wrote {model_path} and {gmm_path}")

@@ -212,6 +212,15 @@ def boundary_fraction(labels: np.ndarray, neighbours: np.ndarray) -> float:
     return float(np.mean(labels[neighbours] != labels[:, None]))
 
 
+def choose_candidate(candidates: list[dict], *, n_labelled: int, label_slack: int) -> dict:
+    """The candidate fit whose borders cut the fewest neighbour edges ("boundary_fraction"), among those
+    misplacing at most ``label_slack`` more of the ``n_labelled`` labelled points than the best one
+    ("labelled_agreement" is the share they keep); ties go to the higher "lower_bound"."""
+    kept = {id(c): round(c["labelled_agreement"] * n_labelled) for c in candidates}
+    eligible = [c for c in candidates if kept[id(c)] >= max(kept.values()) - label_slack]
+    return min(eligible, key=lambda c: (c["boundary_fraction"], -c["lower_bound"]))
+
+
 def component_schedule(schedule: str, components_per_class: int) -> list[int]:
     """Components per class at each stage: "direct" fits the final number at once; "doubling" grows
     1, 2, 4, ... up to it, each stage started from the previous stage's partition."""
@@ -257,6 +266,9 @@ class GaussianMixture:
         tried with every schedule.
     n_neighbors : int
         Neighbours per point in the graph whose cut edges rank :meth:`fit_seeded`'s candidate fits.
+    label_slack : int
+        In :meth:`fit_seeded`, a candidate may leave this many more labelled points outside their
+        class than the best candidate and still compete on cut edges (labelled images can be atypical).
     random_state : int
         Seed for tie-breaking initialisation and :meth:`sample`.
 
@@ -285,6 +297,7 @@ class GaussianMixture:
         seedings: tuple[str, ...] = ("kmeans", "nearest"),
         schedules: tuple[str, ...] = SCHEDULES,
         n_neighbors: int = 10,
+        label_slack: int = 1,
         random_state: int = 0,
     ) -> None:
         if components_per_class < 1:
@@ -305,6 +318,7 @@ class GaussianMixture:
         self.seedings = tuple(seedings)
         self.schedules = tuple(schedules)
         self.n_neighbors = n_neighbors
+        self.label_slack = label_slack
         self.random_state = random_state
         for name, given, known in (("seeding", self.seedings, SEEDINGS), ("schedule", self.schedules, SCHEDULES)):
             unknown = [g for g in given if g not in known]
@@ -312,6 +326,8 @@ class GaussianMixture:
                 raise ValueError(f"unknown or no {name}s {unknown or list(given)}; choose from {sorted(known)}.")
         if n_neighbors < 1:
             raise ValueError(f"n_neighbors must be >= 1; got {n_neighbors}.")
+        if label_slack < 0:
+            raise ValueError(f"label_slack must be >= 0; got {label_slack}.")
 
     # --- fitting ---------------------------------------------------------------------
 
@@ -430,7 +446,9 @@ class GaussianMixture:
         them: a digit's sparse tail is often likelier under a broad neighbouring digit. So the candidate
         holding most labelled points in their own class wins, then the one whose class borders cut
         the fewest edges of the data's nearest-neighbour graph (borders through sparse regions), then
-        the likelier one. ``candidates_`` summarises them all.
+        the likelier one; a candidate that misplaces at most ``label_slack`` more labelled points than
+        the best one still competes, since a labelled image can sit in another digit's region.
+        ``candidates_`` summarises them all.
         """
         X = _check_X(X)
         X_labelled = _check_X(X_labelled, "X_labelled")
@@ -454,7 +472,7 @@ class GaussianMixture:
                 candidate.update(seeding=seeding, schedule=schedule,
                                  boundary_fraction=boundary_fraction(partition, neighbours))
                 seen[(seeding, schedule)] = candidate
-        chosen = max(seen.values(), key=lambda c: (c["labelled_agreement"], -c["boundary_fraction"], c["lower_bound"]))
+        chosen = choose_candidate(list(seen.values()), n_labelled=len(X_labelled), label_slack=self.label_slack)
         self._set_params(*chosen["params"])
         for name in ("converged", "n_iter", "log_likelihood_history", "lower_bound", "partition_rounds",
                      "joint_em_accepted", "class_shift", "labelled_agreement", "seeding", "schedule",
@@ -604,6 +622,7 @@ class GaussianMixture:
                 "joint_em": self.joint_em, "max_class_shift": self.max_class_shift,
                 "max_partition_rounds": self.max_partition_rounds, "partition_tol": self.partition_tol,
                 "seedings": list(self.seedings), "schedules": list(self.schedules), "n_neighbors": self.n_neighbors,
+                "label_slack": self.label_slack,
                 "random_state": self.random_state,
             },
             "component_classes": self.component_classes_.tolist(),

@@ -392,6 +392,10 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
              ["parameters", f"{count_parameters(model):,}"],
              ["GMM fit", f"{summary.get('gmm_partition_rounds', '?')} rounds of per-digit EM; joint EM "
                          + (f"kept ({summary['gmm_iterations']} iterations)" if summary.get("gmm_joint_em_accepted") else "not used")]]
+    chosen = summary.get("gmm_chosen")
+    if chosen:
+        rows.append(["GMM candidate kept", f"{chosen['seeding']} seeding, {chosen['schedule']} schedule; its borders cut "
+                     f"{chosen['boundary_fraction']:.1%} of the latent means' nearest-neighbour edges"])
     rep.table(["setting", "value"], rows)
     if evaluation:
         rep.heading(f"Metrics on {evaluation['n_test']} test images ({test.source})")
