@@ -124,6 +124,22 @@ def test_a_requested_digit_without_labelled_image(files, capsys, tmp_path):
     assert not (tmp_path / "o" / "vae.pth").exists()
 
 
+@pytest.mark.parametrize("option, fragment", [
+    (["--warmup", "1.5"], "warmup_fraction must be in [0, 1)"),
+    (["--epochs", "0"], "epochs and batch_size must be >= 1"),
+    (["--beta", "-1"], "beta must be >= 0"),
+    (["--components-per-class", "0"], "components_per_class must be >= 1"),
+])
+def test_out_of_range_training_option_is_a_usage_error_before_any_work(option, fragment, files, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--train", str(files / "train.npz"), "--val", str(files / "val.npz"),
+              "--out-dir", str(tmp_path / "o"), *option])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_gmm_of_another_latent_size(files, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = course_main([str(files / "test.npz"), "test_classifier", str(files / "run/vae.pth"), str(files / "run3/gmm_params.pkl")])

@@ -51,7 +51,7 @@ def job_train(args: argparse.Namespace) -> None:
 
     train = load_npz(args.train)
     labelled = load_npz(args.val, require_labels=True)
-    model_config, train_config, gmm_options = _configs(args)
+    model_config, train_config, gmm_options = args.configs
     out = Path(args.out_dir)
     if args.out_dir != "." and not out.exists():
         out.mkdir(parents=True)
@@ -67,15 +67,20 @@ def job_train(args: argparse.Namespace) -> None:
 
 
 def _configs(args: argparse.Namespace):
-    """The three settings objects from the options _add_training_options defines."""
+    """The three settings objects from the options _add_training_options defines.
+
+    Raises ValueError for an out-of-range option; the GMM options are checked too, so a bad one is
+    refused before training rather than after it."""
     from .model import TrainConfig, VAEConfig
     from .pipeline import GMMOptions
 
+    gmm_options = GMMOptions(components_per_class=args.components_per_class, reg_covar=args.reg_covar)
+    gmm_options.build(random_state=args.seed)
     return (
         VAEConfig(hidden_sizes=args.hidden, latent_dim=args.latent_dim, recon_loss=args.loss, beta=args.beta),
         TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_fraction=args.warmup,
                     seed=args.seed),
-        GMMOptions(components_per_class=args.components_per_class, reg_covar=args.reg_covar),
+        gmm_options,
     )
 
 
@@ -161,7 +166,7 @@ def job_demo(args: argparse.Namespace) -> None:
           f"{len(splits.labelled)} labelled, {len(splits.test)} test")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model_config, train_config, gmm_options = _configs(args)
+    model_config, train_config, gmm_options = args.configs
     summary = train_and_fit(
         splits.train, splits.labelled,
         model_config=model_config, train_config=train_config, gmm_options=gmm_options,
@@ -263,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "epochs"):  # the commands that train: check their settings before any work
+        try:
+            args.configs = _configs(args)
+        except ValueError as exc:
+            parser.error(str(exc))
     return _guarded(lambda: args.job(args))
 
 

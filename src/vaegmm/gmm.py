@@ -197,8 +197,11 @@ def neighbour_graph(X: np.ndarray, n_neighbors: int) -> np.ndarray:
     from scipy.spatial import cKDTree
 
     n_neighbors = min(n_neighbors, len(X) - 1)
-    _, idx = cKDTree(X).query(X, n_neighbors + 1)  # (N, n_neighbors + 1); column 0 is the point itself
-    return idx[:, 1:]
+    if n_neighbors < 1:
+        return np.empty((len(X), 0), dtype=np.int64)
+    # k as a list keeps the result 2-D; the 1st nearest is the point itself
+    _, idx = cKDTree(X).query(X, k=list(range(2, n_neighbors + 2)))  # (N, n_neighbors)
+    return idx
 
 
 def boundary_fraction(labels: np.ndarray, neighbours: np.ndarray) -> float:
@@ -461,18 +464,22 @@ class GaussianMixture:
         if len(classes) < 2:
             raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
         neighbours = neighbour_graph(X, self.n_neighbors)  # (N, n_neighbors)
-        seen: dict[tuple, dict] = {}
+        # Schedules with the same stages (both are [1] with one component per class) fit the same thing.
+        stages: dict[tuple[int, ...], str] = {}
+        for schedule in self.schedules:
+            stages.setdefault(tuple(component_schedule(schedule, self.components_per_class)), schedule)
+        candidates = []
         for seeding in self.seedings:
             first_partition = SEEDINGS[seeding](X, X_labelled, y_labelled, classes)  # (N,) class of each point
-            for schedule in self.schedules:
+            for sizes, schedule in stages.items():
                 partition = first_partition
-                for n_components in component_schedule(schedule, self.components_per_class):
+                for n_components in sizes:
                     candidate = self._fit_from_partition(X, X_labelled, y_labelled, classes, partition, n_components)
                     partition = self.predict(X)  # (N,)
                 candidate.update(seeding=seeding, schedule=schedule,
                                  boundary_fraction=boundary_fraction(partition, neighbours))
-                seen[(seeding, schedule)] = candidate
-        chosen = choose_candidate(list(seen.values()), n_labelled=len(X_labelled), label_slack=self.label_slack)
+                candidates.append(candidate)
+        chosen = choose_candidate(candidates, n_labelled=len(X_labelled), label_slack=self.label_slack)
         self._set_params(*chosen["params"])
         for name in ("converged", "n_iter", "log_likelihood_history", "lower_bound", "partition_rounds",
                      "joint_em_accepted", "class_shift", "labelled_agreement", "seeding", "schedule",
@@ -480,7 +487,7 @@ class GaussianMixture:
             setattr(self, name + "_", chosen[name])
         self.candidates_ = [
             {k: c[k] for k in ("seeding", "schedule", "labelled_agreement", "boundary_fraction", "lower_bound")}
-            for c in seen.values()
+            for c in candidates
         ]
         return self
 
@@ -678,6 +685,7 @@ class GaussianMixture:
         gmm.lower_bound_ = gmm.log_likelihood_history_[-1] if gmm.log_likelihood_history_ else float("nan")
         gmm.labelled_agreement_ = float(state.get("labelled_agreement", float("nan")))
         gmm.boundary_fraction_ = float(state.get("boundary_fraction", float("nan")))
+        gmm.seeding_, gmm.schedule_ = (str(v) for v in state.get("chosen", ["", ""]))
         return gmm
 
     @property
