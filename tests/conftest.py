@@ -43,3 +43,11 @@ def make_blobs(rng, means, covs, counts):
     X = np.concatenate([rng.multivariate_normal(m, c, size=n) for m, c, n in zip(means, covs, counts)])
     y = np.concatenate([np.full(n, k) for k, n in enumerate(counts)])
     return X, y
+
+
+def few_label(X, X_labelled, y_labelled, **settings):
+    """The few-label fit with one component per class unless ``settings`` say otherwise; returns the FewLabelGMM."""
+    from vaegmm.config import GMMConfig
+    from vaegmm.fewlabel import FewLabelGMM
+
+    return FewLabelGMM(GMMConfig(**{"components_per_class": 1, **settings})).fit(X, X_labelled, y_labelled)

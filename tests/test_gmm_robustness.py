@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 from vaegmm.errors import DegenerateFitWarning
 from vaegmm.gmm import GaussianMixture
 
-from .conftest import make_blobs
+from .conftest import few_label, make_blobs
 
 
 def _finite(gmm, X):
@@ -34,7 +34,7 @@ def test_duplicate_points(cpc):
     y = np.repeat([0, 1, 2], 200)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateFitWarning)
-        gmm = GaussianMixture(components_per_class=cpc).fit_seeded(X, *_labelled(X, y))
+        gmm = few_label(X, *_labelled(X, y), components_per_class=cpc).gmm_
     _finite(gmm, X)
     assert np.all(gmm.predict(X) == y)
 
@@ -54,7 +54,7 @@ def test_collinear_latents_warn_and_stay_finite():
     X = np.stack([t, 2 * t], axis=1) * 1e4  # a line, at a scale where reg_covar cannot rescue it
     y = (t > 0).astype(int)
     with pytest.warns(DegenerateFitWarning, match="singular"):
-        gmm = GaussianMixture(reg_covar=0.0).fit_seeded(X, *_labelled(X, y))
+        gmm = few_label(X, *_labelled(X, y), reg_covar=0.0).gmm_
     _finite(gmm, X)
     assert np.mean(gmm.predict(X) == y) > 0.95
 
@@ -63,10 +63,10 @@ def test_collinear_latents_warn_and_stay_finite():
 def test_scales(scale):
     rng = np.random.default_rng(1)
     X, y = make_blobs(rng, [[-4, 0], [4, 0], [0, 5]], [np.eye(2)] * 3, [300, 300, 300])
-    ref = GaussianMixture().fit_seeded(X, *_labelled(X, y)).predict(X)
+    ref = few_label(X, *_labelled(X, y)).gmm_.predict(X)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DegenerateFitWarning)
-        gmm = GaussianMixture().fit_seeded(X * scale, *_labelled(X * scale, y))
+        gmm = few_label(X * scale, *_labelled(X * scale, y)).gmm_
     _finite(gmm, X * scale)
     if scale >= 1:
         np.testing.assert_array_equal(gmm.predict(X * scale), ref)
@@ -77,18 +77,25 @@ def test_scales(scale):
 def test_tiny_scale_with_a_matching_reg_covar_is_exact():
     rng = np.random.default_rng(1)
     X, y = make_blobs(rng, [[-4, 0], [4, 0], [0, 5]], [np.eye(2)] * 3, [300, 300, 300])
-    ref = GaussianMixture().fit_seeded(X, *_labelled(X, y))
-    tiny = GaussianMixture(reg_covar=1e-14).fit_seeded(X * 1e-4, *_labelled(X * 1e-4, y))
+    ref = few_label(X, *_labelled(X, y)).gmm_
+    tiny = few_label(X * 1e-4, *_labelled(X * 1e-4, y), reg_covar=1e-14).gmm_
     np.testing.assert_array_equal(tiny.predict(X * 1e-4), ref.predict(X))
 
 
-def test_float32_input_matches_float64():
+def test_float32_input_gives_the_fit_of_its_float64_values():
+    # float32 latents are fitted in float64: the same partition and nearly the same parameters as the
+    # unrounded data, and exactly those of the float32 values widened by hand.
     rng = np.random.default_rng(2)
     X, y = make_blobs(rng, [[-4, 0], [4, 0]], [np.eye(2)] * 2, [400, 400])
-    a = GaussianMixture(components_per_class=2).fit_seeded(X.astype(np.float32), *_labelled(X.astype(np.float32), y))
-    b = GaussianMixture(components_per_class=2).fit_seeded(X.astype(np.float32).astype(np.float64), *_labelled(X.astype(np.float32).astype(np.float64), y))
-    np.testing.assert_array_equal(a.means_, b.means_)
+    X32 = (X * 1e3).astype(np.float32) / np.float32(1e3)  # rounding that moves every point
+    assert not np.array_equal(X32.astype(np.float64), X)
+    a = few_label(X32, *_labelled(X32, y), components_per_class=2).gmm_
+    b = few_label(X, *_labelled(X, y), components_per_class=2).gmm_
+    c = few_label(X32.astype(np.float64), *_labelled(X32.astype(np.float64), y), components_per_class=2).gmm_
     assert a.means_.dtype == np.float64
+    np.testing.assert_array_equal(a.means_, c.means_)
+    np.testing.assert_allclose(a.means_, b.means_, atol=1e-4)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -103,7 +110,7 @@ def test_any_finite_data_gives_a_finite_fit(data, n, d, cpc):
     y = np.array([0, 1] * (n // 2) + [0] * (n % 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateFitWarning)
-        gmm = GaussianMixture(components_per_class=cpc, max_iter=50).fit_seeded(X, X[:4], y[:4])
+        gmm = few_label(X, X[:4], y[:4], components_per_class=cpc, max_iter=50).gmm_
     _finite(gmm, X)
     assert set(gmm.predict(X)) <= {0, 1}
 

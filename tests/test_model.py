@@ -49,7 +49,7 @@ def test_shapes_and_ranges():
 def test_parameter_count_limit():
     assert count_parameters(build_model(VAEConfig())) < 20_000_000
     with pytest.raises(ValueError, match="over the 20,000,000 limit"):
-        build_model(VAEConfig(hidden_sizes=(8000, 4000)))
+        VAEConfig(hidden_sizes=(8000, 4000))
 
 
 def test_config_validation():

@@ -16,6 +16,10 @@ class ModelFileError(VaegmmError, ValueError):
     """A ``vae.pth`` or ``gmm_params.pkl`` is corrupt, foreign or does not fit the data."""
 
 
+class ConfigError(VaegmmError, ValueError):
+    """A setting is out of range or settings contradict each other."""
+
+
 class OutputError(VaegmmError, OSError):
     """An output file cannot be written where the user asked."""
 

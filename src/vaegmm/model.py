@@ -1,106 +1,23 @@
 """The VAE: an MLP encoder to a Gaussian latent, an MLP decoder to pixel intensities.
 
-Architecture and loss settings live in :class:`VAEConfig`, which is saved inside every
-``vae.pth`` beside the weights, so any command rebuilds the model without flags.
+Architecture and loss settings live in :class:`~vaegmm.config.VAEConfig`, which is saved inside
+every ``vae.pth`` beside the weights, so any command rebuilds the model without flags.
 """
 
 from __future__ import annotations
 
-import math
 import zipfile
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ModelFileError
+from .config import RECON_LOSSES, TrainConfig, VAEConfig
+from .errors import ConfigError, ModelFileError
 
-RECON_LOSSES = ("bce", "mse")
-LR_SCHEDULES = ("constant", "cosine")
 FORMAT = "vaegmm.vae"
 FORMAT_VERSION = 1
-MAX_PARAMETERS = 20_000_000
-
-
-@dataclass(frozen=True)
-class VAEConfig:
-    """Everything needed to rebuild the model and its loss."""
-
-    image_shape: tuple[int, ...] = (28, 28)
-    hidden_sizes: tuple[int, ...] = (512, 256)
-    latent_dim: int = 2
-    recon_loss: str = "bce"
-    beta: float = 0.4  # below 1, digits separate better in 2-D and reconstruct sharper (benchmarks/README.md)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        if not self.image_shape or any(s < 1 for s in self.image_shape):
-            raise ValueError(f"image_shape must be positive sizes; got {self.image_shape}.")
-        if any(h < 1 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes must be positive; got {self.hidden_sizes}.")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1; got {self.latent_dim}.")
-        if self.recon_loss not in RECON_LOSSES:
-            raise ValueError(f"recon_loss must be one of {RECON_LOSSES}; got {self.recon_loss!r}.")
-        if not self.beta >= 0:
-            raise ValueError(f"beta must be >= 0; got {self.beta}.")
-
-    @property
-    def input_dim(self) -> int:
-        return math.prod(self.image_shape)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["image_shape"] = list(self.image_shape)
-        d["hidden_sizes"] = list(self.hidden_sizes)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}")
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings; saved with the model for provenance."""
-
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 4e-3
-    lr_schedule: str = "cosine"  # or "constant"; cosine decays to lr * final_lr_ratio by the last step
-    final_lr_ratio: float = 0.05
-    # A linear ramp over the first tenth of the steps makes twice the former peak rate stable: a
-    # sharper decoder in the same time (SSIM 0.701 against 0.694; benchmarks/README.md).
-    warmup_fraction: float = 0.1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0; got {self}.")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ValueError(f"warmup_fraction must be in [0, 1); got {self.warmup_fraction}.")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}.")
-
-    def lr_at(self, step: int, total_steps: int) -> float:
-        """Learning rate of optimisation step ``step`` (0-based); a pure function, so resuming needs no state."""
-        warmup = min(1.0, (step + 1) / (self.warmup_fraction * total_steps)) if self.warmup_fraction > 0 else 1.0
-        if self.lr_schedule == "constant":
-            return self.lr * warmup
-        progress = min(step / max(total_steps - 1, 1), 1.0)
-        cosine = self.final_lr_ratio + (1 - self.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        return self.lr * cosine * warmup
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -178,13 +95,8 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def build_model(config: VAEConfig) -> VAE:
-    model = VAE(config)
-    n = count_parameters(model)
-    if n > MAX_PARAMETERS:
-        raise ValueError(
-            f"this architecture has {n:,} parameters, over the {MAX_PARAMETERS:,} limit; use smaller hidden_sizes."
-        )
-    return model
+    """A freshly initialised VAE (the config has already refused oversized architectures)."""
+    return VAE(config)
 
 
 def save_model(model: VAE, path: str | Path, *, train_config: TrainConfig | None = None, extra: dict | None = None) -> None:
@@ -232,7 +144,7 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
         config = VAEConfig.from_dict(payload["config"])
         model = VAE(config)
         model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelFileError(
             f"{path}: its weights do not match its recorded architecture ({first[:300]}). {fix}"

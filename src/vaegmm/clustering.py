@@ -1,0 +1,87 @@
+"""k-means and the labelled seedings that give the few-label fit its first partition of the data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Rows per block when distances to many centres are needed: bounds memory at (block, M) floats.
+DISTANCE_BLOCK = 4096
+
+
+def squared_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances. X: (N, D); centres: (K, D). Returns (N, K)."""
+    # One feature at a time: numpy sums a short trailing axis (a 2-D latent) many times slower than this.
+    out = np.zeros((len(X), len(centres)))
+    for d in range(X.shape[1]):
+        diff = X[:, d, None] - centres[None, :, d]  # (N, K)
+        diff *= diff
+        out += diff
+    return out
+
+
+def nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of each row's nearest centre: (N,). X: (N, D); centres: (K, D). Blocked, so memory stays flat."""
+    nearest = np.empty(len(X), dtype=np.int64)
+    for start in range(0, len(X), DISTANCE_BLOCK):
+        chunk = X[start: start + DISTANCE_BLOCK]
+        nearest[start: start + len(chunk)] = squared_distances(chunk, centres).argmin(axis=1)
+    return nearest
+
+
+def kmeans_plus_plus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007). X: (N, D). Returns (n_clusters, D)."""
+    centres = [X[rng.integers(len(X))]]
+    closest = ((X - centres[0]) ** 2).sum(axis=1)  # (N,)
+    for _ in range(1, n_clusters):
+        total = closest.sum()
+        idx = rng.choice(len(X), p=closest / total) if total > 0 else rng.integers(len(X))
+        centres.append(X[idx])
+        closest = np.minimum(closest, ((X - X[idx]) ** 2).sum(axis=1))
+    return np.array(centres)
+
+
+def kmeans(
+    X: np.ndarray,
+    centres: np.ndarray,
+    *,
+    fixed_sums: np.ndarray | None = None,
+    fixed_counts: np.ndarray | None = None,
+    max_iter: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means from ``centres`` (K, D); returns centres (K, D) and labels (N,).
+
+    ``fixed_sums`` (K, D) and ``fixed_counts`` (K,) are points pinned to each centre (labelled
+    points); they count in every centre's mean but are never re-assigned. Empty clusters stay put.
+    """
+    n_clusters, n_features = centres.shape
+    fixed_sums = np.zeros_like(centres) if fixed_sums is None else fixed_sums
+    fixed_counts = np.zeros(n_clusters) if fixed_counts is None else fixed_counts
+    centres = centres.copy()
+    for _ in range(max_iter):
+        labels = nearest_centre(X, centres)  # (N,)
+        sums = fixed_sums + np.stack([np.bincount(labels, weights=X[:, d], minlength=n_clusters)
+                                      for d in range(n_features)], axis=1)  # (K, D)
+        counts = fixed_counts + np.bincount(labels, minlength=n_clusters)  # (K,)
+        new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return centres, labels
+
+
+def seeded_kmeans(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """k-means with one centroid per class, started at the labelled class means, labelled points
+    fixed in their class. X: (N, D). Returns the class of each row of X: (N,)."""
+    fixed_sums = np.stack([X_labelled[y_labelled == c].sum(axis=0) for c in classes])  # (C, D)
+    fixed_counts = np.array([np.sum(y_labelled == c) for c in classes])  # (C,)
+    _, labels = kmeans(X, fixed_sums / fixed_counts[:, None], fixed_sums=fixed_sums, fixed_counts=fixed_counts)
+    return classes[labels]
+
+
+def nearest_labelled(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The class of each row of X's nearest labelled point: (N,). ``classes`` is unused (same signature as
+    :func:`seeded_kmeans`)."""
+    return y_labelled[nearest_centre(X, X_labelled)]
+
+
+SEEDINGS = {"kmeans": seeded_kmeans, "nearest": nearest_labelled}

@@ -1,0 +1,168 @@
+"""Every setting of a run, one frozen dataclass per concern.
+
+- :class:`VAEConfig` shapes the model and its loss; it is saved inside ``vae.pth``.
+- :class:`TrainConfig` shapes the optimisation; it is saved inside ``vae.pth`` and the checkpoint.
+- :class:`GMMConfig` shapes the mixture and its few-label fit; it is saved inside ``gmm_params.pkl``.
+
+Each field is validated in ``__post_init__`` (a bad value raises :class:`ConfigError` naming the field,
+the value and what is accepted), written into ``run.json`` and the benchmark JSON through
+``to_dict``, and reachable from the command line: a field's ``metadata`` holds its help text and,
+where it differs from the field name, its flag (see :func:`vaegmm.cli`'s option builder).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError
+
+RECON_LOSSES = ("bce", "mse")
+LR_SCHEDULES = ("constant", "cosine")
+SEEDINGS = ("kmeans", "nearest")
+SCHEDULES = ("direct", "doubling")
+# Beyond this the model no longer "trains fast on a laptop CPU"; a typo such as --hidden 8000,4000 is caught early.
+MAX_PARAMETERS = 20_000_000
+
+
+def _opt(default, help: str, *, flag: str | None = None, cli: bool = True, choices: tuple | None = None):
+    """A dataclass field with its command-line help (and flag, when not derived from its name)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "cli": cli, "choices": choices})
+
+
+def _require(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {expected}; got {value!r}.")
+
+
+class _Config:
+    """Shared dict conversion for the config dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown settings {sorted(unknown)}; known ones are {sorted(known)}.")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class VAEConfig(_Config):
+    """Everything needed to rebuild the model and its loss."""
+
+    image_shape: tuple[int, ...] = _opt((28, 28), "image height and width (taken from the training data)", cli=False)
+    hidden_sizes: tuple[int, ...] = _opt((512, 256), "hidden layer sizes of the encoder (mirrored in the decoder)",
+                                         flag="--hidden")
+    latent_dim: int = _opt(2, "latent size")
+    recon_loss: str = _opt("bce", "reconstruction loss", flag="--loss", choices=RECON_LOSSES)
+    # Below 1, digits separate better in 2-D and reconstruct sharper (benchmarks/README.md).
+    beta: float = _opt(0.4, "weight of the KL term")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        _require(len(self.image_shape) == 2 and all(s >= 1 for s in self.image_shape), "image_shape",
+                 self.image_shape, "two positive sizes (height, width)")
+        _require(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes (--hidden)", self.hidden_sizes,
+                 "positive layer sizes such as 512,256")
+        _require(self.latent_dim >= 1, "latent_dim (--latent-dim)", self.latent_dim, ">= 1")
+        _require(self.recon_loss in RECON_LOSSES, "recon_loss (--loss)", self.recon_loss, f"one of {RECON_LOSSES}")
+        _require(math.isfinite(self.beta) and self.beta >= 0, "beta", self.beta, "a finite number >= 0")
+        n = self.n_parameters
+        if n > MAX_PARAMETERS:
+            raise ConfigError(
+                f"hidden_sizes {list(self.hidden_sizes)} on {self.image_shape[0]}x{self.image_shape[1]} images give "
+                f"{n:,} parameters, over the {MAX_PARAMETERS:,} limit; use smaller layers (e.g. --hidden 512,256)."
+            )
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.image_shape)
+
+    @property
+    def n_parameters(self) -> int:
+        """The model's parameter count, from the sizes alone (weights and biases of every linear layer)."""
+        enc = [self.input_dim, *self.hidden_sizes]
+        last = enc[-1]
+        count = sum((a + 1) * b for a, b in zip(enc[:-1], enc[1:])) + 2 * (last + 1) * self.latent_dim
+        dec = [self.latent_dim, *reversed(self.hidden_sizes), self.input_dim]
+        return count + sum((a + 1) * b for a, b in zip(dec[:-1], dec[1:]))
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """Optimisation settings; saved with the model for provenance."""
+
+    epochs: int = _opt(20, "training epochs")
+    batch_size: int = _opt(128, "images per step")
+    lr: float = _opt(4e-3, "Adam's peak learning rate")
+    lr_schedule: str = _opt("cosine", "learning-rate decay after the warm-up", choices=LR_SCHEDULES)
+    final_lr_ratio: float = _opt(0.05, "the cosine schedule's last rate, as a share of --lr")
+    # A linear ramp over the first tenth of the steps makes twice the former peak rate stable: a
+    # sharper decoder in the same time (SSIM 0.701 against 0.694; benchmarks/README.md).
+    warmup_fraction: float = _opt(0.1, "share of the steps over which the learning rate ramps up linearly",
+                                  flag="--warmup")
+    seed: int = _opt(0, "torch.manual_seed for the whole run (also seeds the GMM fit)")
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
+        _require(self.batch_size >= 1, "batch_size (--batch-size)", self.batch_size, ">= 1")
+        _require(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
+        _require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule, f"one of {LR_SCHEDULES}")
+        _require(0 <= self.final_lr_ratio <= 1, "final_lr_ratio", self.final_lr_ratio, "in [0, 1]")
+        _require(0 <= self.warmup_fraction < 1, "warmup_fraction (--warmup)", self.warmup_fraction, "in [0, 1)")
+        _require(self.seed >= 0, "seed", self.seed, ">= 0")
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """Learning rate of optimisation step ``step`` (0-based); a pure function, so resuming needs no state."""
+        warmup = min(1.0, (step + 1) / (self.warmup_fraction * total_steps)) if self.warmup_fraction > 0 else 1.0
+        if self.lr_schedule == "constant":
+            return self.lr * warmup
+        progress = min(step / max(total_steps - 1, 1), 1.0)
+        cosine = self.final_lr_ratio + (1 - self.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.lr * cosine * warmup
+
+
+@dataclass(frozen=True)
+class GMMConfig(_Config):
+    """The latent mixture and how a few labels seed it (see :mod:`vaegmm.fewlabel`)."""
+
+    components_per_class: int = _opt(4, "GMM components per class")
+    reg_covar: float = _opt(1e-6, "added to every GMM covariance diagonal")
+    tol: float = _opt(1e-4, "EM stops when the mean log-likelihood per point improves by less than this",
+                      flag="--gmm-tol")
+    max_iter: int = _opt(300, "most EM iterations per fit", flag="--gmm-max-iter")
+    joint_em: bool = _opt(True, "finish each candidate with EM on all points jointly (kept only if the drift guard passes)")
+    anchor_labels: bool = _opt(True, "in the joint EM, keep labelled points in their class's components")
+    max_class_shift: float = _opt(0.05, "largest share of points the joint EM may move across classes")
+    max_partition_rounds: int = _opt(50, "most rounds of per-class EM and re-assignment")
+    partition_tol: float = _opt(1e-3, "the rounds stop once at most this share of points changes class")
+    seedings: tuple[str, ...] = _opt(SEEDINGS, f"initial partitions tried, from {list(SEEDINGS)}")
+    schedules: tuple[str, ...] = _opt(SCHEDULES, f"ways to reach components_per_class, from {list(SCHEDULES)}")
+    n_neighbors: int = _opt(10, "neighbours per point in the graph whose cut edges rank the candidate fits")
+    label_slack: int = _opt(1, "a candidate may misplace this many more labelled points than the best one")
+    # The graph only ranks candidates: a random subset estimates its cut share as well and keeps the
+    # cost linear; below this many points (the course's 18,420 included) every point is used.
+    graph_max_points: int = _opt(20_000, "most points (a seeded random subset) in the neighbour graph")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seedings", tuple(self.seedings))
+        object.__setattr__(self, "schedules", tuple(self.schedules))
+        _require(self.components_per_class >= 1, "components_per_class", self.components_per_class, ">= 1")
+        _require(math.isfinite(self.reg_covar) and self.reg_covar >= 0, "reg_covar", self.reg_covar, "a finite number >= 0")
+        _require(self.tol > 0, "tol (--gmm-tol)", self.tol, "> 0")
+        _require(self.max_iter >= 1, "max_iter (--gmm-max-iter)", self.max_iter, ">= 1")
+        _require(0 <= self.max_class_shift <= 1, "max_class_shift", self.max_class_shift, "in [0, 1]")
+        _require(self.max_partition_rounds >= 1, "max_partition_rounds", self.max_partition_rounds, ">= 1")
+        _require(0 <= self.partition_tol <= 1, "partition_tol", self.partition_tol, "in [0, 1]")
+        for name, given, known in (("seedings", self.seedings, SEEDINGS), ("schedules", self.schedules, SCHEDULES)):
+            _require(bool(given) and set(given) <= set(known) and len(set(given)) == len(given), name, list(given),
+                     f"a non-empty list without repeats from {list(known)}")
+        _require(self.n_neighbors >= 1, "n_neighbors", self.n_neighbors, ">= 1")
+        _require(self.label_slack >= 0, "label_slack", self.label_slack, ">= 0")
+        _require(self.graph_max_points >= 2, "graph_max_points", self.graph_max_points, ">= 2")

@@ -1,0 +1,293 @@
+"""Fitting the latent mixture from a few labelled points: seedings, stages and the choice among candidates.
+
+Plain EM seeded with the labelled class means drifts when a class's cluster is not one Gaussian: a
+component balloons over the centre, or two classes share one. :class:`FewLabelGMM` therefore fits in
+stages, each a pure function that builds fresh :class:`~vaegmm.gmm.GaussianMixture` estimators:
+
+1. *Seeded partition* (:mod:`vaegmm.clustering`), once per entry of ``seedings``: "kmeans" runs k-means
+   whose centroids start at the labelled class means, labelled points fixed in their class; "nearest"
+   gives each point the class of its nearest labelled point.
+2. *Per-class mixtures* (:func:`refine_partition`): each class's components are fitted by EM on that
+   class's points only (they cannot wander to another class), the points are re-assigned to the class
+   of highest posterior, and this repeats until the partition is stable. With the "doubling" schedule
+   this runs with 1, 2, 4, ... components per class up to ``components_per_class``, each stage from the
+   last one's partition: a single Gaussian per class moves a wrong border, where several components
+   per class would bend around it and keep it.
+3. *Joint EM* (:func:`guarded_joint_em`, if ``joint_em``) on all points from that start, labelled points
+   anchored to their class's components; kept only if it does not lower the share of labelled points
+   classified as their own class and moves at most ``max_class_shift`` of the points across classes.
+
+Each (seeding, schedule) pair gives a :class:`Candidate`. The unlabelled likelihood cannot choose among
+them: a class's sparse tail is often likelier under a broad neighbouring class. So
+:func:`choose_candidate` keeps the candidates within ``label_slack`` labelled points of the best one,
+then the one whose class borders cut the fewest edges of the data's nearest-neighbour graph (borders
+through sparse regions: the cluster assumption of semi-supervised learning), then the likelier one.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .clustering import SEEDINGS, kmeans, kmeans_plus_plus
+from .config import GMMConfig
+from .gmm import GaussianMixture, check_X
+
+
+# --- the candidate ranking ------------------------------------------------------------------
+
+def neighbour_graph(X: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Indices of each row's ``n_neighbors`` nearest other rows of X (N, D): (N, n_neighbors)."""
+    from scipy.spatial import cKDTree
+
+    n_neighbors = min(n_neighbors, len(X) - 1)
+    if n_neighbors < 1:
+        return np.empty((len(X), 0), dtype=np.int64)
+    # k as a list keeps the result 2-D; the 1st nearest is the point itself
+    _, idx = cKDTree(X).query(X, k=list(range(2, n_neighbors + 2)))  # (N, n_neighbors)
+    return idx
+
+
+def boundary_fraction(labels: np.ndarray, neighbours: np.ndarray) -> float:
+    """Share of nearest-neighbour edges whose two ends carry different labels.
+
+    labels (N,); neighbours (N, k) from :func:`neighbour_graph`. A partition whose class borders run
+    through sparse regions cuts few edges.
+    """
+    if neighbours.size == 0:
+        return 0.0
+    return float(np.mean(labels[neighbours] != labels[:, None]))
+
+
+def graph_subset(n_points: int, max_points: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of the points in the ranking graph: all of them, or a random ``max_points``."""
+    if n_points <= max_points:
+        return np.arange(n_points)
+    return np.sort(rng.choice(n_points, size=max_points, replace=False))
+
+
+@dataclass
+class Candidate:
+    """One candidate fit and what ranks it."""
+
+    gmm: GaussianMixture
+    seeding: str
+    schedule: str
+    partition_rounds: int
+    joint_em_accepted: bool
+    class_shift: float  # share of points the joint EM moved across classes
+    labelled_agreement: float  # share of labelled points classified as their own class
+    lower_bound: float  # mean log-likelihood per point, labelled points included
+    boundary_fraction: float = float("nan")  # share of neighbour-graph edges its partition cuts
+
+    def summary(self) -> dict:
+        """Plain data for run.json and the GMM file."""
+        return {"seeding": self.seeding, "schedule": self.schedule, "labelled_agreement": self.labelled_agreement,
+                "boundary_fraction": self.boundary_fraction, "lower_bound": self.lower_bound,
+                "partition_rounds": self.partition_rounds, "joint_em_accepted": self.joint_em_accepted,
+                "class_shift": self.class_shift, "em_iterations": int(self.gmm.n_iter_),
+                "em_converged": bool(self.gmm.converged_)}
+
+
+def choose_candidate(candidates: list, *, n_labelled: int, label_slack: int):
+    """The candidate whose borders cut the fewest neighbour edges, among those misplacing at most
+    ``label_slack`` more of the ``n_labelled`` labelled points than the best one; ties go to the
+    higher lower bound. Candidates are :class:`Candidate` objects or dicts with the same fields."""
+    def get(c, name):
+        return c[name] if isinstance(c, dict) else getattr(c, name)
+
+    kept = [round(get(c, "labelled_agreement") * n_labelled) for c in candidates]
+    eligible = [c for c, k in zip(candidates, kept) if k >= max(kept) - label_slack]
+    return min(eligible, key=lambda c: (get(c, "boundary_fraction"), -get(c, "lower_bound")))
+
+
+# --- the stages -------------------------------------------------------------------------------
+
+def component_schedule(schedule: str, components_per_class: int) -> list[int]:
+    """Components per class at each stage: "direct" fits the final number at once; "doubling" grows
+    1, 2, 4, ... up to it, each stage started from the previous stage's partition."""
+    if schedule == "direct":
+        return [components_per_class]
+    if schedule == "doubling":
+        sizes = [1]
+        while sizes[-1] * 2 < components_per_class:
+            sizes.append(sizes[-1] * 2)
+        return sizes + [components_per_class] if sizes[-1] != components_per_class else sizes
+    raise ValueError(f"unknown schedule {schedule!r}; choose from ['direct', 'doubling'].")
+
+
+def _estimator(config: GMMConfig, random_state: int) -> GaussianMixture:
+    return GaussianMixture(reg_covar=config.reg_covar, tol=config.tol, max_iter=config.max_iter, random_state=random_state)
+
+
+def per_class_mixtures(X, X_labelled, y_labelled, classes, partition, *, n_components, config, rng, random_state,
+                       previous: GaussianMixture | None = None) -> GaussianMixture:
+    """EM within each class's points (its partition share plus its labelled points); one mixture of them all.
+
+    X (N, D), X_labelled (M, D), y_labelled (M,), classes (C,), partition (N,) the class of each row of X.
+    Warm-started from ``previous`` (same components per class) when given, else k-means++ then k-means
+    inside each class with ``n_components`` components.
+    """
+    weights, means, covariances, component_classes = [], [], [], []
+    for c in classes:
+        pts = np.concatenate([X[partition == c], X_labelled[y_labelled == c]])  # (n_c, D)
+        inner = _estimator(config, random_state)
+        if previous is not None:
+            own = previous.component_classes_ == c
+            inner.fit(pts, means_init=previous.means_[own], weights_init=previous.weights_[own] / previous.weights_[own].sum(),
+                      covariances_init=previous.covariances_[own])
+        else:
+            n_comp = min(n_components, len(pts))
+            inner.fit(pts, means_init=kmeans(pts, kmeans_plus_plus(pts, n_comp, rng))[0])
+        weights.append(inner.weights_ * len(pts))
+        means.append(inner.means_)
+        covariances.append(inner.covariances_)
+        component_classes += [c] * len(inner.weights_)
+    weights = np.concatenate(weights)
+    return GaussianMixture.from_parameters(weights / weights.sum(), np.concatenate(means), np.concatenate(covariances),
+                                           np.array(component_classes), **_estimator(config, random_state).get_params())
+
+
+def refine_partition(X, X_labelled, y_labelled, classes, partition, *, n_components, config, random_state) -> tuple[GaussianMixture, int]:
+    """Stage 2: per-class EM and re-assignment until at most ``partition_tol`` of the points change class.
+
+    Returns the mixture and the number of rounds.
+    """
+    rng = np.random.default_rng(random_state)
+    gmm = None
+    for rounds in range(1, config.max_partition_rounds + 1):
+        gmm = per_class_mixtures(X, X_labelled, y_labelled, classes, partition, n_components=n_components,
+                                 config=config, rng=rng, random_state=random_state, previous=gmm)
+        new_partition = gmm.predict(X)  # (N,)
+        moved = np.mean(new_partition != partition)
+        partition = new_partition
+        if moved <= config.partition_tol:
+            break
+    return gmm, rounds
+
+
+def guarded_joint_em(staged: GaussianMixture, X, X_labelled, y_labelled, *, config, random_state) -> tuple[GaussianMixture, bool, float]:
+    """Stage 3: EM on all points from ``staged``, labelled points anchored if ``anchor_labels``.
+
+    Returns the mixture kept (the joint one, or ``staged`` when the drift guard refuses it), whether the
+    joint EM was accepted, and the share of points it moved across classes.
+    """
+    staged_agreement = float(np.mean(staged.predict(X_labelled) == y_labelled))
+    staged_partition = staged.predict(X)  # (N,)
+    classes_k = staged.component_classes_
+    allowed = None
+    if config.anchor_labels:
+        allowed = np.concatenate([np.ones((len(X), len(classes_k)), bool), y_labelled[:, None] == classes_k[None]])
+    joint = _estimator(config, random_state).fit(
+        np.concatenate([X, X_labelled]), means_init=staged.means_, weights_init=staged.weights_,
+        covariances_init=staged.covariances_, component_classes=classes_k, allowed=allowed)
+    agreement = float(np.mean(joint.predict(X_labelled) == y_labelled))
+    shift = float(np.mean(joint.predict(X) != staged_partition))
+    accepted = agreement >= staged_agreement and shift <= config.max_class_shift
+    return (joint if accepted else staged), accepted, shift
+
+
+def fit_candidate(X, X_labelled, y_labelled, classes, first_partition, *, sizes, seeding, schedule, config,
+                  random_state) -> tuple[Candidate, np.ndarray]:
+    """Stages 2 and 3 for each entry of ``sizes`` (components per class), each from the last one's partition.
+
+    Returns the candidate and its final partition of X (N,).
+    """
+    partition = first_partition
+    for n_components in sizes:
+        staged, rounds = refine_partition(X, X_labelled, y_labelled, classes, partition, n_components=n_components,
+                                          config=config, random_state=random_state)
+        partition = staged.predict(X)
+    # The joint EM runs once, on the last stage: the earlier stages only move the borders it starts from.
+    gmm, accepted, shift = staged, False, 0.0
+    if config.joint_em:
+        gmm, accepted, shift = guarded_joint_em(staged, X, X_labelled, y_labelled, config=config,
+                                                random_state=random_state)
+        partition = gmm.predict(X)
+    if not accepted:  # the per-class fits stand: record their likelihood on all points as the bound
+        gmm.log_likelihood_history_ = [gmm.score(np.concatenate([X, X_labelled]))]
+        gmm.lower_bound_ = gmm.log_likelihood_history_[-1]
+    candidate = Candidate(gmm=gmm, seeding=seeding, schedule=schedule, partition_rounds=rounds,
+                          joint_em_accepted=accepted, class_shift=shift,
+                          labelled_agreement=float(np.mean(gmm.predict(X_labelled) == y_labelled)),
+                          lower_bound=gmm.lower_bound_)
+    return candidate, partition
+
+
+class FewLabelGMM:
+    """Fits a :class:`~vaegmm.gmm.GaussianMixture` whose components stand for classes, from unlabelled
+    points and a few labelled ones (see the module's docstring for the stages).
+
+    Parameters
+    ----------
+    config : GMMConfig
+        Every setting of the mixture and of this fit.
+    random_state : int
+        Seeds k-means++ inside each class and the ranking graph's subset.
+    n_jobs : int or None
+        Threads fitting candidates at once (None: one per core). The result does not depend on it.
+
+    Fitted attributes
+    -----------------
+    gmm_ : GaussianMixture, the chosen fit; chosen_ : Candidate; candidates_ : list of Candidate.
+    """
+
+    def __init__(self, config: GMMConfig | None = None, *, random_state: int = 0, n_jobs: int | None = None) -> None:
+        self.config = config or GMMConfig()
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(self, X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray) -> "FewLabelGMM":
+        """Fit on unlabelled X (N, D) seeded by labelled points X_labelled (M, D), y_labelled (M,)."""
+        X = check_X(X)
+        X_labelled = check_X(X_labelled, "X_labelled")
+        y_labelled = np.asarray(y_labelled)
+        if X_labelled.shape[1] != X.shape[1]:
+            raise ValueError(f"X_labelled has {X_labelled.shape[1]} features but X has {X.shape[1]}.")
+        if len(y_labelled) != len(X_labelled):
+            raise ValueError(f"y_labelled has {len(y_labelled)} labels for {len(X_labelled)} labelled points.")
+        classes = np.unique(y_labelled)
+        if len(classes) < 2:
+            raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
+        config = self.config
+        in_graph = graph_subset(len(X), config.graph_max_points, np.random.default_rng(self.random_state))
+        # Schedules with the same stages (both are [1] with one component per class) fit the same thing.
+        stages: dict[tuple[int, ...], str] = {}
+        for schedule in config.schedules:
+            stages.setdefault(tuple(component_schedule(schedule, config.components_per_class)), schedule)
+        tasks = [(seeding, sizes, schedule) for seeding in config.seedings for sizes, schedule in stages.items()]
+
+        def fit_task(task: tuple[str, tuple[int, ...], str]) -> tuple[Candidate, np.ndarray]:
+            seeding, sizes, schedule = task
+            first_partition = SEEDINGS[seeding](X, X_labelled, y_labelled, classes)  # (N,)
+            return fit_candidate(X, X_labelled, y_labelled, classes, first_partition, sizes=sizes, seeding=seeding,
+                                 schedule=schedule, config=config, random_state=self.random_state)
+
+        # The neighbour graph and the candidates are independent, and numpy and scipy release the GIL in
+        # their loops, so threads share them out over the cores; no result depends on which thread ran it.
+        workers = min(len(tasks) + 1, self.n_jobs or os.cpu_count() or 1)
+        with threadpool_limits(limits=1, user_api="blas"):
+            if workers == 1:
+                neighbours = neighbour_graph(X[in_graph], config.n_neighbors)  # (n_graph, n_neighbors)
+                fitted = [fit_task(task) for task in tasks]
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    graph = pool.submit(neighbour_graph, X[in_graph], config.n_neighbors)
+                    fitted = list(pool.map(fit_task, tasks))
+                    neighbours = graph.result()
+        candidates = []
+        for candidate, partition in fitted:
+            candidate.boundary_fraction = boundary_fraction(partition[in_graph], neighbours)
+            candidates.append(candidate)
+        self.candidates_ = candidates
+        self.chosen_ = choose_candidate(candidates, n_labelled=len(X_labelled), label_slack=config.label_slack)
+        self.gmm_ = self.chosen_.gmm
+        return self
+
+    def summary(self) -> dict:
+        """The chosen candidate and every candidate, as plain data."""
+        return {"chosen": self.chosen_.summary(), "candidates": [c.summary() for c in self.candidates_]}

@@ -1,0 +1,204 @@
+"""The few-label fit: seedings, stages, the neighbour-graph ranking and the choice among candidates."""
+
+import numpy as np
+import pytest
+
+from vaegmm.config import GMMConfig
+from vaegmm.errors import ConfigError
+from vaegmm.fewlabel import (
+    FewLabelGMM,
+    boundary_fraction,
+    choose_candidate,
+    component_schedule,
+    graph_subset,
+    neighbour_graph,
+)
+
+from .conftest import few_label, make_blobs
+
+MEANS = np.array([[-4.0, 0.0], [3.0, 3.0], [3.0, -3.0]])
+COVS = np.array([[[1.0, 0.6], [0.6, 1.0]], [[0.5, 0.0], [0.0, 2.0]], [[1.5, -0.4], [-0.4, 0.3]]])
+
+
+@pytest.fixture
+def blobs():
+    rng = np.random.default_rng(1)
+    return make_blobs(rng, MEANS, COVS, [3000, 2000, 1000])
+
+
+def _bimodal_class(rng):
+    """Class 0 is two far-apart blobs (its mean lies in empty space), class 1 one blob above it."""
+    centres = np.array([[-6.0, 0.0], [6.0, 0.0], [0.0, 5.0]])
+    X, y = make_blobs(rng, centres, [np.eye(2) * 0.5] * 3, [1500, 1500, 1500])
+    return X, np.where(y == 2, 1, 0), centres
+
+
+def test_staged_fit_gives_a_bimodal_class_one_component_per_mode():
+    rng = np.random.default_rng(7)
+    X, y, centres = _bimodal_class(rng)
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 4, replace=False) for k in (0, 1)])
+    fit = few_label(X, X[lab], y[lab], components_per_class=2)
+    gmm = fit.gmm_
+    assert np.mean(gmm.predict(X) == y) > 0.99
+    assert fit.chosen_.labelled_agreement == 1.0
+    class0 = gmm.means_[gmm.component_classes_ == 0]
+    np.testing.assert_allclose(class0[np.argsort(class0[:, 0])], centres[:2], atol=0.15)
+
+
+def test_neighbour_graph_and_boundary_fraction_match_brute_force():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 2))
+    labels = (X[:, 0] + 0.3 * rng.normal(size=300) > 0).astype(int)
+    neighbours = neighbour_graph(X, 5)
+    dist = ((X[:, None] - X[None]) ** 2).sum(-1)
+    np.fill_diagonal(dist, np.inf)
+    expected = np.argsort(dist, axis=1)[:, :5]
+    np.testing.assert_array_equal(np.sort(neighbours, axis=1), np.sort(expected, axis=1))
+    assert boundary_fraction(labels, neighbours) == pytest.approx(np.mean(labels[expected] != labels[:, None]))
+    assert boundary_fraction(np.zeros(300, int), neighbours) == 0.0
+
+
+def test_border_through_the_gap_cuts_fewer_edges_than_one_through_a_cluster(blobs):
+    X, y = blobs
+    neighbours = neighbour_graph(X, 10)
+    through_cluster = np.where(X[:, 1] > 0, 1, 0)  # splits the left blob in two
+    assert boundary_fraction(y, neighbours) < boundary_fraction(through_cluster, neighbours) / 5
+
+
+@pytest.mark.parametrize("schedule, k, expected", [
+    ("direct", 4, [4]), ("doubling", 1, [1]), ("doubling", 4, [1, 2, 4]), ("doubling", 6, [1, 2, 4, 6]),
+])
+def test_component_schedule(schedule, k, expected):
+    assert component_schedule(schedule, k) == expected
+
+
+def test_a_single_unlabelled_point_and_one_component_per_class_fit_once_per_seeding():
+    assert neighbour_graph(np.zeros((1, 2)), 10).shape == (1, 0)
+    fit = few_label(np.array([[0.2, 0.1]]), np.array([[0, 0], [1, 1.0]]), np.array([0, 1]))
+    assert [(c.seeding, c.schedule) for c in fit.candidates_] == [("kmeans", "direct"), ("nearest", "direct")]
+    assert fit.gmm_.predict(np.array([[0.1, 0.0], [0.9, 1.0]])).tolist() == [0, 1]
+
+
+def test_unknown_schedule_or_seeding_is_refused():
+    with pytest.raises(ConfigError, match=r"schedules must be a non-empty list .* from \['direct', 'doubling'\]; got \['tripling'\]"):
+        GMMConfig(schedules=("tripling",))
+    with pytest.raises(ConfigError, match="seedings"):
+        GMMConfig(seedings=())
+    with pytest.raises(ConfigError, match="seedings"):
+        GMMConfig(seedings=("kmeans", "kmeans"))
+
+
+def test_doubling_moves_a_border_that_many_components_would_keep():
+    # Two unit Gaussians 3.2 apart; class 0's labels sit on its far side and class 1's near the
+    # border, so the nearest-labelled partition starts with the border shifted well into class 0.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal([-1.6, 0], 1, (2000, 2)), rng.normal([1.6, 0], 1, (2000, 2))])
+    y = np.repeat([0, 1], 2000)
+    X_lab, y_lab = np.array([[-4, 1.0], [-4, -1], [-3.5, 0], [0.6, 1], [0.6, -1], [1, 0]]), np.array([0, 0, 0, 1, 1, 1])
+    fits = {schedule: few_label(X, X_lab, y_lab, components_per_class=4, joint_em=False, seedings=("nearest",),
+                                schedules=(schedule,)) for schedule in ("direct", "doubling")}
+    accuracy = {k: np.mean(f.gmm_.predict(X) == y) for k, f in fits.items()}
+    assert accuracy["direct"] < 0.85
+    assert accuracy["doubling"] > 0.93  # Bayes rate here: 0.945
+    assert fits["doubling"].chosen_.boundary_fraction < fits["direct"].chosen_.boundary_fraction
+    both = few_label(X, X_lab, y_lab, components_per_class=4, joint_em=False, seedings=("nearest",))
+    assert both.chosen_.schedule == "doubling"
+
+
+@pytest.mark.parametrize("slack", [0, 1, 15])
+def test_fit_seeded_keeps_the_fewest_cut_edges_among_candidates_agreeing_with_the_labels(blobs, slack):
+    X, y = blobs
+    rng = np.random.default_rng(4)
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 5, replace=False) for k in range(3)])
+    fit = few_label(X, X[lab], y[lab], components_per_class=2, joint_em=False, label_slack=slack)
+    assert len(fit.candidates_) == 4  # 2 seedings x 2 schedules
+    agreeing = [c for c in fit.candidates_
+                if round(c.labelled_agreement * 15) >= max(round(d.labelled_agreement * 15) for d in fit.candidates_) - slack]
+    best = min(agreeing, key=lambda c: (c.boundary_fraction, -c.lower_bound))
+    assert fit.chosen_ is best
+    assert fit.chosen_.boundary_fraction == boundary_fraction(fit.gmm_.predict(X), neighbour_graph(X, fit.config.n_neighbors))
+
+
+@pytest.mark.parametrize("slack, expected", [(0, "a"), (1, "b"), (2, "b"), (4, "c")])
+def test_choose_candidate_trades_labelled_points_for_cleaner_borders_only_within_the_slack(slack, expected):
+    # As on a real draw: "a" keeps 14 of 15 labelled points, "b" 13 with a much cleaner border.
+    candidates = [
+        {"name": "a", "labelled_agreement": 14 / 15, "boundary_fraction": 0.0068, "lower_bound": -3.0},
+        {"name": "b", "labelled_agreement": 13 / 15, "boundary_fraction": 0.0042, "lower_bound": -3.1},
+        {"name": "c", "labelled_agreement": 10 / 15, "boundary_fraction": 0.0010, "lower_bound": -3.2},
+        {"name": "d", "labelled_agreement": 13 / 15, "boundary_fraction": 0.0042, "lower_bound": -3.3},
+    ]
+    assert choose_candidate(candidates, n_labelled=15, label_slack=slack)["name"] == expected
+
+
+def test_joint_em_is_rejected_by_the_drift_guard():
+    # Two overlapping classes of different shapes: the unlabelled likelihood prefers a border a third
+    # of the points away from the labelled partition, so an unguarded joint EM drifts on its own.
+    rng = np.random.default_rng(1)
+    X, y = make_blobs(rng, [[0.0, 0.0], [1.5, 0.0]], [np.eye(2), np.diag([0.2, 3.0])], [2000, 1000])
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 4, replace=False) for k in (0, 1)])
+    settings = dict(components_per_class=1, anchor_labels=False, seedings=("kmeans",))
+    unguarded = few_label(X, X[lab], y[lab], joint_em=True, max_class_shift=1.0, **settings)
+    assert unguarded.chosen_.joint_em_accepted and unguarded.chosen_.class_shift > 0.3
+    guarded = few_label(X, X[lab], y[lab], joint_em=True, **settings)  # the default guard: 5% of the points
+    staged = few_label(X, X[lab], y[lab], joint_em=False, **settings)
+    assert not guarded.chosen_.joint_em_accepted
+    assert guarded.chosen_.class_shift == unguarded.chosen_.class_shift
+    np.testing.assert_array_equal(guarded.gmm_.means_, staged.gmm_.means_)
+
+
+def test_joint_em_is_kept_when_it_stays_on_its_classes():
+    rng = np.random.default_rng(8)
+    X, y = make_blobs(rng, MEANS, COVS, [1500, 1000, 500])
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 4, replace=False) for k in range(3)])
+    fit = few_label(X, X[lab], y[lab], components_per_class=2)
+    assert fit.chosen_.joint_em_accepted and fit.gmm_.n_iter_ >= 1
+    assert fit.chosen_.class_shift <= 0.05
+
+
+def test_graph_subset_is_every_point_below_the_cap_and_a_seeded_subset_above():
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(graph_subset(50, 50, rng), np.arange(50))
+    a = graph_subset(1000, 100, np.random.default_rng(3))
+    assert len(a) == 100 and len(np.unique(a)) == 100 and np.all(np.diff(a) > 0)
+    np.testing.assert_array_equal(a, graph_subset(1000, 100, np.random.default_rng(3)))
+
+
+def test_a_capped_graph_ranks_candidates_like_the_full_one(blobs):
+    X, y = blobs
+    rng = np.random.default_rng(4)
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == k), 5, replace=False) for k in range(3)])
+    full = few_label(X, X[lab], y[lab], components_per_class=2)
+    capped = few_label(X, X[lab], y[lab], components_per_class=2, graph_max_points=2000)
+    assert (capped.chosen_.seeding, capped.chosen_.schedule) == (full.chosen_.seeding, full.chosen_.schedule)
+    for a, b in zip(full.candidates_, capped.candidates_):
+        assert abs(a.boundary_fraction - b.boundary_fraction) < 0.01
+
+
+def test_the_result_does_not_depend_on_the_number_of_threads(blobs):
+    X, y = blobs
+    lab = np.concatenate([np.flatnonzero(y == k)[:5] for k in range(3)])
+    one = FewLabelGMM(GMMConfig(components_per_class=2), n_jobs=1).fit(X, X[lab], y[lab])
+    many = FewLabelGMM(GMMConfig(components_per_class=2), n_jobs=4).fit(X, X[lab], y[lab])
+    np.testing.assert_array_equal(one.gmm_.means_, many.gmm_.means_)
+    assert one.summary() == many.summary()
+
+
+def test_fit_refuses_labels_of_one_class_and_mismatched_shapes():
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        few_label(X, X[:3], np.zeros(3, int))
+    with pytest.raises(ValueError, match="3 features but X has 2"):
+        few_label(X, np.zeros((2, 3)), np.array([0, 1]))
+    with pytest.raises(ValueError, match="1 labels for 2 labelled points"):
+        few_label(X, X[:2], np.array([0]))
+
+
+def test_regression_on_real_latents_of_the_course_model():
+    """Latent means saved from the default model trained on the course's digits 1/4/8 (tests/data)."""
+    from pathlib import Path
+
+    d = np.load(Path(__file__).parent / "data" / "course_latents.npz")
+    fit = FewLabelGMM(GMMConfig()).fit(d["train"], d["labelled"], d["labelled_y"])
+    accuracy = np.mean(fit.gmm_.predict(d["test"]) == d["test_y"])
+    assert accuracy >= 0.98, accuracy  # 0.985 here; one component per class gives 0.953, "nearest" seeding alone 0.979
