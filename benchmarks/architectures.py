@@ -19,8 +19,10 @@ import torch
 from common import course_parser, labelled_draws, load_course
 
 from vaegmm.metrics import classification_report
-from vaegmm.model import TrainConfig, VAEConfig, encode_means
-from vaegmm.pipeline import GMMOptions
+from vaegmm.config import TrainConfig, VAEConfig
+from vaegmm.model import encode_means
+from vaegmm.config import GMMConfig
+from vaegmm.fewlabel import FewLabelGMM
 from vaegmm.training import train_vae
 
 # hidden sizes : beta
@@ -28,7 +30,7 @@ ARCHITECTURES = ("400:1", "400:0.4", "512,256:0.4", "256,256:0.4", "512,512:0.4"
 
 def _score(Z, Z_lab, y_lab, Z_test, y_test) -> float:
     """Test score of the default GMM fitted on latents Z (N, D) with labelled latents Z_lab (M, D)."""
-    gmm = GMMOptions().build(random_state=0).fit_seeded(Z, Z_lab, y_lab)
+    gmm = FewLabelGMM(GMMConfig(), random_state=0).fit(Z, Z_lab, y_lab).gmm_
     return classification_report(y_test, gmm.predict(Z_test))["score"]
 
 
@@ -57,7 +59,7 @@ def main() -> None:
         }
         print(json.dumps({k: v for k, v in row.items() if k != "score_draws"}), flush=True)
         results.append(row)
-    report = {"gmm": GMMOptions().__dict__, "train": TrainConfig().to_dict(), "architectures": results,
+    report = {"gmm": GMMConfig().to_dict(), "train": TrainConfig().to_dict(), "architectures": results,
               "worst_draw_overall": min(r["score_draws_worst"] for r in results)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -125,10 +125,16 @@ def test_a_requested_digit_without_labelled_image(files, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("option, fragment", [
-    (["--warmup", "1.5"], "warmup_fraction must be in [0, 1)"),
-    (["--epochs", "0"], "epochs and batch_size must be >= 1"),
-    (["--beta", "-1"], "beta must be >= 0"),
+    (["--warmup", "1.5"], "warmup_fraction (--warmup) must be in [0, 1); got 1.5"),
+    (["--epochs", "0"], "epochs must be >= 1; got 0"),
+    (["--beta", "-1"], "beta must be a finite number >= 0; got -1.0"),
     (["--components-per-class", "0"], "components_per_class must be >= 1"),
+    (["--hidden", "8000,4000"], "give 76,592,788 parameters, over the 20,000,000 limit"),
+    (["--latent-dim", "0"], "latent_dim (--latent-dim) must be >= 1"),
+    (["--lr", "nan"], "lr must be a finite number > 0"),
+    (["--gmm-max-iter", "0"], "max_iter (--gmm-max-iter) must be >= 1"),
+    (["--seedings", "kmeans,spectral"], "seedings must be a non-empty list without repeats from ['kmeans', 'nearest']"),
+    (["--max-class-shift", "2"], "max_class_shift must be in [0, 1]"),
 ])
 def test_out_of_range_training_option_is_a_usage_error_before_any_work(option, fragment, files, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:

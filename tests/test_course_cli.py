@@ -33,7 +33,11 @@ def test_train_writes_model_gmm_and_log(trained):
     assert (work / "vae.pth").is_file() and (work / "gmm_params.pkl").is_file()
     log = (work / "vae_train_log.jsonl").read_text().splitlines()
     assert len(log) >= 1 and '"recon"' in log[0] and '"kl"' in log[0]
-    assert "parameters:" in result.stdout and "rounds of per-digit EM" in result.stdout
+    assert "parameters:" in result.stdout and "rounds of per-class EM" in result.stdout
+    # Not a terminal: one progress line per epoch, no carriage-return frames of a bar.
+    epochs = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 20 and epochs[-1].startswith("epoch 20/20: loss ")
+    assert "\r" not in result.stderr
     assert not list(work.glob("*.tmp")) and not list(work.glob("*.ckpt"))
 
 

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from vaegmm.data import IDX_FILES, fetch_mnist, load_mnist, load_mnist_arrays, read_idx, select_digits
+from vaegmm.mnist import IDX_FILES, fetch_mnist, load_mnist, load_mnist_arrays, read_idx, select_digits
 from vaegmm.errors import DataError
 
 

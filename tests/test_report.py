@@ -6,24 +6,28 @@ import re
 import numpy as np
 import pytest
 
+from vaegmm.analysis import bhattacharyya, explain, latent_analysis
 from vaegmm.cli import main
-from vaegmm.gmm import GaussianMixture
-from vaegmm.report import FIGURES, bhattacharyya, explain, latent_analysis
+from vaegmm.data import load_npz
+from vaegmm.evaluation import evaluate
+from vaegmm.figures import FIGURES
+from vaegmm.pipeline import load_gmm_for, load_model_for
 
-from .conftest import make_blobs
+from .conftest import few_label, make_blobs
 
 
 @pytest.fixture(scope="module")
 def run_dir(small_course_files, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     code = main(["train", "--train", str(small_course_files["train"]), "--val", str(small_course_files["val"]),
-                 "--test", str(small_course_files["test"]), "--out-dir", str(out), "--epochs", "2", "--hidden", "64",
+                 "--test", str(small_course_files["test"]), "--out-dir", str(out), "--epochs", "6", "--hidden", "128",
                  "--no-progress"])
     assert code == 0
     return out
 
 
-def test_report_has_every_section_and_figure(run_dir, capsys):
+def test_report_has_every_section_and_figure(run_dir, small_course_files, capsys):
+    test_file = small_course_files["test"]
     assert main(["report", str(run_dir), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "score" in out and "report.html" in out
@@ -31,24 +35,41 @@ def test_report_has_every_section_and_figure(run_dir, capsys):
         png = run_dir / "figures" / name
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     md = (run_dir / "report.md").read_text()
-    for section in ("## Configuration and environment", "## Metrics on", "## Figures", "## The latent space, measured"):
-        assert section in md
+    sections = ["## Figures", "## The latent space, measured", "## Every metric", "## Appendix: configuration and environment"]
+    positions = [md.index(section) for section in sections]
+    assert positions == sorted(positions)  # headline first, configuration last
+    assert md.index("**score ") < positions[0]
     for key in ("SSIM", "1 − MSE", "test ELBO", "accuracy", "f1_macro", "f1_micro", "score", "parameters", "env.torch",
-                "training time", "train.seed"):
+                "training time", "train.seed", "gmm.graph_max_points", "gmm.n_neighbors"):
         assert key in md, key
+    assert "| gmm.reg_covar | 1e-06 |" in md  # printed by magnitude, not as 0.0000
     for digit in (1, 4, 8):
         assert f"**Digit {digit}**" in md
     assert "Bhattacharyya distance" in md and "inside its 1σ ellipse" in md
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURES)  # self-contained
     assert not re.search(r'src="(?!data:)', page)
-    evaluation = json.loads((run_dir / "evaluation.json").read_text())
-    assert 0 <= evaluation["evaluation"]["classification"]["score"] <= 1
+    # The report's figures are the ones evaluate() gives for the run's model, GMM and test file.
+    reported = json.loads((run_dir / "evaluation.json").read_text())["evaluation"]
+    model = load_model_for(run_dir / "vae.pth")
+    expected = evaluate(model, load_gmm_for(run_dir / "gmm_params.pkl", model, "vae.pth"), load_npz(test_file))
+    assert reported["classification"] == expected["classification"]
+    assert reported["ssim"] == pytest.approx(expected["ssim"])
+    assert f"**score {expected['classification']['score']:.4f}**" in md
+    assert reported["classification"]["score"] > 0.6  # 0.72 for this 6-epoch model on 1,200 images; guessing gives 0.33
 
 
-def test_plot_writes_only_figures(run_dir, capsys, tmp_path):
+def _listing(folder):
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_plot_writes_only_figures(run_dir, capsys):
     (run_dir / "figures" / FIGURES["manifold"]).unlink()
+    before = _listing(run_dir)
     assert main(["plot", str(run_dir), "--no-progress"]) == 0
+    after = _listing(run_dir)
+    changed = {p for p in after if before.get(p) != after[p]}
+    assert changed == {p.relative_to(run_dir) for p in (run_dir / "figures").iterdir()}  # every figure, nothing else
     assert (run_dir / "figures" / FIGURES["manifold"]).is_file()
 
 
@@ -73,7 +94,7 @@ def test_analysis_measures_gaussian_and_non_gaussian_clusters():
     ring = 8 * ring / np.linalg.norm(ring, axis=1, keepdims=True) + [0, 25]  # a circle: not Gaussian at all
     X, y = np.concatenate([X, ring]), np.concatenate([y, np.full(4000, 2)])
     lab = np.concatenate([np.flatnonzero(y == k)[:5] for k in range(3)])
-    gmm = GaussianMixture().fit_seeded(X, X[lab], y[lab])
+    gmm = few_label(X, X[lab], y[lab]).gmm_
     analysis = latent_analysis(gmm, X, confusion=np.diag([4000, 4000, 4000]))
     blob, _, circle = analysis["digits"]
     assert blob["inside_1sigma"] == pytest.approx(0.393, abs=0.03)

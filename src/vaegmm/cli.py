@@ -1,13 +1,20 @@
-"""Command-line front ends: the ``vaegmm`` command and the course-compatible ``vae.py``."""
+"""Command-line front ends: the ``vaegmm`` command and the course-compatible ``vae.py``.
+
+This module parses arguments and prints results; every job it runs lives in :mod:`vaegmm.pipeline`
+and :mod:`vaegmm.report`. The options that shape a model, its training or its GMM are generated from
+the fields of :mod:`vaegmm.config`'s dataclasses, so every setting is reachable and ``--help`` shows it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .config import GMMConfig, TrainConfig, VAEConfig
 from .errors import DegenerateFitWarning, VaegmmError
 
 COURSE_USAGE = """usage:
@@ -18,6 +25,11 @@ COURSE_USAGE = """usage:
 EXIT_USAGE = 2
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+CONFIG_GROUPS = (
+    (VAEConfig, "model (saved in the model file)"),
+    (TrainConfig, "training (saved in the model file)"),
+    (GMMConfig, "GMM and its few-label fit (saved in the GMM file)"),
+)
 
 
 def _print_metrics(title: str, metrics: dict) -> None:
@@ -26,37 +38,110 @@ def _print_metrics(title: str, metrics: dict) -> None:
         print(f"  {key:<16} {value:.4f}" if isinstance(value, float) else f"  {key:<16} {value}")
 
 
-def _guarded(job: Callable[[], None]) -> int:
-    """Run a job; user errors become one line on stderr and a non-zero exit, never a traceback."""
+def _guarded(job: Callable[[], None], *, on_interrupt: str) -> int:
+    """Run a job; user errors become one line on stderr and a non-zero exit, never a traceback.
+
+    ``on_interrupt`` is what to tell the user after Ctrl-C: how to go on with the command they ran.
+    """
     warnings.simplefilter("default", DegenerateFitWarning)
     try:
         job()
-    except VaegmmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except FloatingPointError as exc:
+    except (VaegmmError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("\ninterrupted: outputs were left as they were; 'vaegmm train --resume' continues a training run.", file=sys.stderr)
+        print(f"\ninterrupted: outputs were left as they were; {on_interrupt}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 
 
+# --- options generated from the config dataclasses ------------------------------------------
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 512,256; got {text!r}")
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected non-negative integers; got {text!r}")
+    return values
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(v for v in text.replace(" ", "").split(",") if v)
+
+
+def _dest(cls: type, name: str) -> str:
+    return f"config_{cls.__name__}_{name}"
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per settable field of each config dataclass, its default and help from the dataclass."""
+    for cls, title in CONFIG_GROUPS:
+        group = parser.add_argument_group(title)
+        defaults = cls()
+        for f in fields(cls):
+            meta = f.metadata
+            if not meta.get("cli", True):
+                continue
+            default = getattr(defaults, f.name)
+            kwargs: dict = {"dest": _dest(cls, f.name), "default": default, "help": meta["help"]}
+            if isinstance(default, bool):
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif isinstance(default, tuple):
+                kwargs["type"] = _int_list if all(isinstance(v, int) for v in default) else _str_list
+                kwargs["metavar"] = "A,B,..."
+            elif meta.get("choices"):
+                kwargs["choices"] = meta["choices"]
+            else:
+                kwargs["type"] = type(default)
+            group.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **kwargs)
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[VAEConfig, TrainConfig, GMMConfig]:
+    """The three configs from the generated options; a bad value raises ConfigError naming the option."""
+    built = []
+    for cls, _ in CONFIG_GROUPS:
+        built.append(cls(**{f.name: getattr(args, _dest(cls, f.name)) for f in fields(cls) if f.metadata.get("cli", True)}))
+    return tuple(built)  # type: ignore[return-value]
+
+
+def _add_common_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress output (a bar on a terminal, else a line per epoch)")
+
+
 # --- the jobs ----------------------------------------------------------------------------
+
+def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
+    print(f"parameters: {summary['parameters']:,}")
+    print(f"training: {summary['train_seconds']:.1f} s on {summary['device']}; final loss {summary['final_epoch']['loss']:.2f}")
+    chosen, candidates = summary["gmm"]["chosen"], summary["gmm"]["candidates"]
+    if chosen["joint_em_accepted"]:
+        em = f"joint EM {'converged' if chosen['em_converged'] else 'did NOT converge'} in {chosen['em_iterations']} iterations"
+    else:
+        em = "per-class EM fits kept"
+    print(
+        f"GMM: fitted in {summary['gmm_seconds']:.2f} s; {chosen['seeding']} seeding, {chosen['schedule']} schedule "
+        f"({len(candidates)} candidates; its borders cut {chosen['boundary_fraction']:.1%} of neighbour edges), "
+        f"{chosen['partition_rounds']} rounds of per-class EM, {em}; "
+        f"{chosen['labelled_agreement']:.0%} of the labelled images fall in their class's components"
+    )
+    print(f"wrote {model_path} and {gmm_path}")
+
 
 def job_train(args: argparse.Namespace) -> None:
     from .data import load_npz
     from .pipeline import train_and_fit
 
+    model_config, train_config, gmm_config = args.configs
+    out = Path(args.out_dir)
     train = load_npz(args.train)
     labelled = load_npz(args.val, require_labels=True)
-    model_config, train_config, gmm_options = args.configs
-    out = Path(args.out_dir)
     if args.out_dir != "." and not out.exists():
         out.mkdir(parents=True)
     summary = train_and_fit(
-        train, labelled, model_config=model_config, train_config=train_config, gmm_options=gmm_options,
+        train, labelled, model_config=model_config, train_config=train_config, gmm_config=gmm_config,
         model_path=out / args.model, gmm_path=out / args.gmm, log_path=out / args.log,
         run_info_path=out / "run.json", digits=args.digits, resume=args.resume,
         data_spec={"kind": "files", "train": str(Path(args.train).resolve()), "val": str(Path(args.val).resolve()),
@@ -64,42 +149,6 @@ def job_train(args: argparse.Namespace) -> None:
         progress=not args.no_progress, device=args.device,
     )
     _report_training(summary, out / args.model, out / args.gmm)
-
-
-def _configs(args: argparse.Namespace):
-    """The three settings objects from the options _add_training_options defines.
-
-    Raises ValueError for an out-of-range option; the GMM options are checked too, so a bad one is
-    refused before training rather than after it."""
-    from .model import TrainConfig, VAEConfig
-    from .pipeline import GMMOptions
-
-    gmm_options = GMMOptions(components_per_class=args.components_per_class, reg_covar=args.reg_covar)
-    gmm_options.build(random_state=args.seed)
-    return (
-        VAEConfig(hidden_sizes=args.hidden, latent_dim=args.latent_dim, recon_loss=args.loss, beta=args.beta),
-        TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_fraction=args.warmup,
-                    seed=args.seed),
-        gmm_options,
-    )
-
-
-def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
-    print(f"parameters: {summary['parameters']:,}")
-    print(f"training: {summary['train_seconds']:.1f} s on {summary['device']}; final loss {summary['final_epoch']['loss']:.2f}")
-    if summary["gmm_joint_em_accepted"]:
-        state = "converged" if summary["gmm_converged"] else "did NOT converge"
-        em = f"joint EM {state} in {summary['gmm_iterations']} iterations"
-    else:
-        em = "per-digit EM fits kept"
-    chosen = summary["gmm_chosen"]
-    print(
-        f"GMM: {chosen['seeding']} seeding, {chosen['schedule']} schedule ({len(summary['gmm_candidates'])} candidates; "
-        f"its borders cut {chosen['boundary_fraction']:.1%} of neighbour edges), "
-        f"{summary['gmm_partition_rounds']} rounds of per-digit EM, {em}; "
-        f"{summary['gmm_labelled_agreement']:.0%} of the labelled images fall in their digit's components"
-    )
-    print(f"wrote {model_path} and {gmm_path}")
 
 
 def job_reconstruct(args: argparse.Namespace) -> None:
@@ -126,6 +175,14 @@ def job_classify(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({len(predictions)} predictions)")
 
 
+def _print_evaluation(evaluation: dict) -> None:
+    if not evaluation:
+        return
+    flat = {"ssim": evaluation["ssim"], "one_minus_mse": evaluation["one_minus_mse"], "elbo_per_image": evaluation["elbo_per_image"]}
+    flat.update(evaluation.get("classification", {}))
+    _print_metrics(f"test metrics ({evaluation['n_test']} images):", flat)
+
+
 def job_report(args: argparse.Namespace) -> None:
     from .report import build_run_report
 
@@ -138,81 +195,24 @@ def job_report(args: argparse.Namespace) -> None:
 def job_plot(args: argparse.Namespace) -> None:
     from .report import build_run_figures
 
-    figures = build_run_figures(args.run_dir, test_path=args.test, progress=not args.no_progress)
-    for path in figures.values():
+    for path in build_run_figures(args.run_dir, test_path=args.test, progress=not args.no_progress).values():
         print(f"wrote {path}")
 
 
-def _print_evaluation(evaluation: dict) -> None:
-    if not evaluation:
-        return
-    flat = {"ssim": evaluation["ssim"], "one_minus_mse": evaluation["one_minus_mse"], "elbo_per_image": evaluation["elbo_per_image"]}
-    flat.update(evaluation.get("classification", {}))
-    _print_metrics(f"test metrics ({evaluation['n_test']} images):", flat)
-
-
 def job_demo(args: argparse.Namespace) -> None:
-    import time
+    from .pipeline import run_demo
 
-    from .data import default_data_dir, load_mnist
-    from .pipeline import train_and_fit
-    from .report import build_run_report
-
-    start = time.perf_counter()
-    folder = default_data_dir(args.data_dir)
-    splits = load_mnist(folder, digits=args.digits, labels_per_digit=args.labels_per_digit, seed=args.seed,
-                        progress=not args.no_progress)
-    print(f"MNIST from {folder}: {len(splits.train)} training images of digits {list(args.digits)}, "
-          f"{len(splits.labelled)} labelled, {len(splits.test)} test")
+    model_config, train_config, gmm_config = args.configs
+    result = run_demo(data_dir=args.data_dir, digits=args.digits, labels_per_digit=args.labels_per_digit,
+                      out_dir=args.out_dir, model_config=model_config, train_config=train_config, gmm_config=gmm_config,
+                      progress=not args.no_progress, device=args.device)
     out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model_config, train_config, gmm_options = args.configs
-    summary = train_and_fit(
-        splits.train, splits.labelled,
-        model_config=model_config, train_config=train_config, gmm_options=gmm_options,
-        model_path=out / "vae.pth", gmm_path=out / "gmm_params.pkl", log_path=out / "train_log.jsonl",
-        run_info_path=out / "run.json", progress=not args.no_progress, device=args.device,
-        data_spec={"kind": "mnist", "dir": str(folder.resolve()), "digits": list(args.digits),
-                   "labels_per_digit": args.labels_per_digit, "seed": args.seed},
-    )
-    _report_training(summary, out / "vae.pth", out / "gmm_params.pkl")
-    result = build_run_report(out)
-    _print_evaluation(result["evaluation"])
-    print(f"demo finished in {time.perf_counter() - start:.0f} s; report: {result['report_html']}")
+    _report_training(result["summary"], out / "vae.pth", out / "gmm_params.pkl")
+    _print_evaluation(result["report"]["evaluation"])
+    print(f"demo finished in {result['seconds']:.0f} s; report: {result['report']['report_html']}")
 
 
 # --- the `vaegmm` command ------------------------------------------------------------------
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 512,256; got {text!r}")
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected non-negative integers; got {text!r}")
-    return values
-
-
-def _add_training_options(p: argparse.ArgumentParser) -> None:
-    from .model import TrainConfig, VAEConfig
-    from .pipeline import GMMOptions
-
-    vae, tr, gm = VAEConfig(), TrainConfig(), GMMOptions()
-    p.add_argument("--epochs", type=int, default=tr.epochs, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=tr.batch_size, help="images per step")
-    p.add_argument("--lr", type=float, default=tr.lr, help="Adam's peak learning rate")
-    p.add_argument("--warmup", type=float, default=tr.warmup_fraction,
-                   help="share of the steps over which the learning rate ramps up linearly")
-    p.add_argument("--seed", type=int, default=tr.seed, help="torch.manual_seed for the whole run")
-    p.add_argument("--beta", type=float, default=vae.beta, help="weight of the KL term")
-    p.add_argument("--hidden", type=_int_list, default=vae.hidden_sizes, help="hidden layer sizes, e.g. 512,256")
-    p.add_argument("--latent-dim", type=int, default=vae.latent_dim, help="latent size")
-    p.add_argument("--loss", choices=("bce", "mse"), default=vae.recon_loss, help="reconstruction loss")
-    p.add_argument("--components-per-class", type=int, default=gm.components_per_class, help="GMM components per digit")
-    p.add_argument("--reg-covar", type=float, default=gm.reg_covar, help="added to GMM covariance diagonals")
-    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu or cuda")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -226,34 +226,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="vae.pth", help="model file name inside --out-dir")
     p.add_argument("--gmm", default="gmm_params.pkl", help="GMM file name inside --out-dir")
     p.add_argument("--log", default="train_log.jsonl", help="per-epoch log file name inside --out-dir")
-    p.add_argument("--digits", type=_int_list, default=None, help="digits to model (default: those labelled in --val)")
+    p.add_argument("--digits", type=_int_list, default=None, help="classes to model (default: those labelled in --val)")
     p.add_argument("--test", default=None, help="NPZ of test images that 'vaegmm report' evaluates on")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint an interrupted run left")
-    _add_training_options(p)
-    p.set_defaults(job=job_train)
+    _add_common_run_options(p)
+    _add_config_options(p)
+    p.set_defaults(job=job_train, interrupt_hint="run the same command again with --resume to continue from the last finished epoch.")
 
     p = sub.add_parser("demo", help="the whole job on MNIST: train, fit, evaluate, figures and report", formatter_class=fmt)
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $VAEGMM_DATA, else the user cache; downloaded if missing)")
     p.add_argument("--out-dir", default="runs/demo", help="run folder for every output")
     p.add_argument("--digits", type=_int_list, default=(1, 4, 8), help="digits to model")
     p.add_argument("--labels-per-digit", type=int, default=5, help="labelled training images drawn per digit for the GMM")
-    _add_training_options(p)
-    p.set_defaults(job=job_demo)
+    _add_common_run_options(p)
+    _add_config_options(p)
+    p.set_defaults(job=job_demo, interrupt_hint="run 'vaegmm demo' again to start over.")
 
     for name, text, job in (("report", "figures, metrics and report.md/report.html for a run folder", job_report),
                             ("plot", "every figure of a run folder, into RUN_DIR/figures", job_plot)):
         p = sub.add_parser(name, help=text, formatter_class=fmt)
         p.add_argument("run_dir", help="folder written by 'vaegmm train --out-dir' or 'vaegmm demo'")
         p.add_argument("--test", default=None, help="NPZ of test images (default: the run's own test data)")
-        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-        p.set_defaults(job=job)
+        p.add_argument("--no-progress", action="store_true", help="hide progress output")
+        p.set_defaults(job=job, interrupt_hint=f"run 'vaegmm {name}' again.")
 
     p = sub.add_parser("reconstruct", help="reconstruct images with a trained VAE", formatter_class=fmt)
     p.add_argument("input", help="NPZ of images")
     p.add_argument("--model", default="vae.pth", help="trained model")
     p.add_argument("--out", default="vae_reconstructed.npz", help="output NPZ (key 'data')")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.set_defaults(job=job_reconstruct)
+    p.set_defaults(job=job_reconstruct, interrupt_hint="run 'vaegmm reconstruct' again.")
 
     p = sub.add_parser("classify", help="classify images with the VAE and its GMM", formatter_class=fmt)
     p.add_argument("input", help="NPZ of images (metrics are printed when it has labels)")
@@ -261,19 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gmm", default="gmm_params.pkl", help="GMM fitted with that model")
     p.add_argument("--out", default="vae.csv", help="output CSV (column Predicted_Label)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.set_defaults(job=job_classify)
+    p.set_defaults(job=job_classify, interrupt_hint="run 'vaegmm classify' again.")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if hasattr(args, "epochs"):  # the commands that train: check their settings before any work
+    if hasattr(args, _dest(TrainConfig, "epochs")):  # the commands that train: check their settings before any work
         try:
-            args.configs = _configs(args)
+            args.configs = configs_from_args(args)
         except ValueError as exc:
             parser.error(str(exc))
-    return _guarded(lambda: args.job(args))
+    return _guarded(lambda: args.job(args), on_interrupt=args.interrupt_hint)
 
 
 # --- the course's `python vae.py ...` --------------------------------------------------------
@@ -282,13 +284,14 @@ def course_main(argv: Sequence[str] | None = None) -> int:
     """``vae.py`` exactly as the course runs it; outputs go to the current folder."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 5 and argv[2] == "train":
-        return _guarded(lambda: _course_train(train=argv[0], val=argv[1], model_path=argv[3], gmm_path=argv[4]))
+        return _guarded(lambda: _course_train(train=argv[0], val=argv[1], model_path=argv[3], gmm_path=argv[4]),
+                        on_interrupt=f"run 'python vae.py {' '.join(argv)}' again to train afresh.")
     if len(argv) == 3 and argv[1] == "test_reconstruction":
         args = argparse.Namespace(input=argv[0], model=argv[2], out="vae_reconstructed.npz", device="auto")
-        return _guarded(lambda: job_reconstruct(args))
+        return _guarded(lambda: job_reconstruct(args), on_interrupt="run the same command again.")
     if len(argv) == 4 and argv[1] == "test_classifier":
         args = argparse.Namespace(input=argv[0], model=argv[2], gmm=argv[3], out="vae.csv", device="auto")
-        return _guarded(lambda: job_classify(args))
+        return _guarded(lambda: job_classify(args), on_interrupt="run the same command again.")
     print(COURSE_USAGE, file=sys.stderr)
     return EXIT_USAGE
 
@@ -296,13 +299,12 @@ def course_main(argv: Sequence[str] | None = None) -> int:
 def _course_train(*, train: str, val: str, model_path: str, gmm_path: str) -> None:
     """Train with the defaults; the per-epoch log goes beside the model as <model>_train_log.jsonl."""
     from .data import load_npz
-    from .model import TrainConfig, VAEConfig
-    from .pipeline import GMMOptions, train_and_fit
+    from .pipeline import train_and_fit
 
     model = Path(model_path)
     summary = train_and_fit(
         load_npz(train), load_npz(val, require_labels=True),
-        model_config=VAEConfig(), train_config=TrainConfig(), gmm_options=GMMOptions(),
+        model_config=VAEConfig(), train_config=TrainConfig(), gmm_config=GMMConfig(),
         model_path=model, gmm_path=gmm_path, log_path=model.with_name(model.stem + "_train_log.jsonl"),
     )
     _report_training(summary, model, Path(gmm_path))

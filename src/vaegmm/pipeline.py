@@ -8,34 +8,21 @@ import io
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import __version__
+from .config import GMMConfig, TrainConfig, VAEConfig
 from .data import Dataset, check_labelled_set, check_same_image_shape
 from .errors import DataError, ModelFileError
+from .evaluation import classification_metrics, reconstruction_metrics
+from .fewlabel import FewLabelGMM
 from .gmm import GaussianMixture
-from .metrics import classification_report, one_minus_mse, ssim
-from .model import TrainConfig, VAE, VAEConfig, count_parameters, encode_means, load_model, reconstruct, save_model
+from .model import VAE, count_parameters, encode_means, load_model, reconstruct, save_model
 from .storage import atomic_output, atomic_write_bytes, check_output_path, load_plain_pickle, save_plain_pickle
 from .training import pick_device, train_vae
-
-
-@dataclass(frozen=True)
-class GMMOptions:
-    """How the latent mixture is fitted (see :class:`vaegmm.gmm.GaussianMixture`)."""
-
-    components_per_class: int = 4
-    reg_covar: float = 1e-6
-    tol: float = 1e-4
-    max_iter: int = 300
-    joint_em: bool = True
-
-    def build(self, *, random_state: int) -> GaussianMixture:
-        return GaussianMixture(**asdict(self), random_state=random_state)
 
 
 def model_fingerprint(model: VAE) -> str:
@@ -54,11 +41,20 @@ def environment() -> dict:
     }
 
 
-def fit_gmm(model: VAE, train: Dataset, labelled: Dataset, *, options: GMMOptions, seed: int) -> GaussianMixture:
-    """EM on the training images' latent means, seeded (and anchored) by the labelled images."""
+def fit_gmm(model: VAE, train: Dataset, labelled: Dataset, *, config: GMMConfig, seed: int) -> FewLabelGMM:
+    """The few-label fit on the training images' latent means, seeded by the labelled images."""
     z_train = encode_means(model, train.images)  # (N, latent_dim)
     z_labelled = encode_means(model, labelled.images)  # (M, latent_dim)
-    return options.build(random_state=seed).fit_seeded(z_train, z_labelled, labelled.labels)
+    return FewLabelGMM(config, random_state=seed).fit(z_train, z_labelled, labelled.labels)
+
+
+def gmm_file_state(fit: FewLabelGMM, model: VAE) -> dict:
+    """What gmm_params.pkl holds: the mixture, the settings and choices that made it, and the VAE it belongs to."""
+    state = fit.gmm_.to_dict()
+    state["config"] = fit.config.to_dict()
+    state["fit"] = fit.summary()
+    state["vae"] = {"latent_dim": model.config.latent_dim, "fingerprint": model_fingerprint(model)}
+    return state
 
 
 def train_and_fit(
@@ -67,7 +63,7 @@ def train_and_fit(
     *,
     model_config: VAEConfig,
     train_config: TrainConfig,
-    gmm_options: GMMOptions,
+    gmm_config: GMMConfig,
     model_path: str | Path,
     gmm_path: str | Path,
     log_path: str | Path | None = None,
@@ -105,31 +101,24 @@ def train_and_fit(
     )
     model = result.model
     fit_start = time.perf_counter()
-    gmm = fit_gmm(model, train, labelled, options=gmm_options, seed=train_config.seed)
+    fit = fit_gmm(model, train, labelled, config=gmm_config, seed=train_config.seed)
     gmm_seconds = time.perf_counter() - fit_start
-    fingerprint = model_fingerprint(model)
+    state = gmm_file_state(fit, model)
     summary = {
         "parameters": count_parameters(model),
         "train_seconds": result.seconds,
         "gmm_seconds": gmm_seconds,
         "device": result.device,
         "final_epoch": result.history[-1],
-        "gmm_converged": bool(gmm.converged_),
-        "gmm_iterations": int(gmm.n_iter_),
-        "gmm_partition_rounds": int(gmm.partition_rounds_),
-        "gmm_joint_em_accepted": bool(gmm.joint_em_accepted_),
-        "gmm_labelled_agreement": gmm.labelled_agreement_,
-        "gmm_chosen": {"seeding": gmm.seeding_, "schedule": gmm.schedule_, "boundary_fraction": gmm.boundary_fraction_},
-        "gmm_candidates": gmm.candidates_,
+        "gmm": fit.summary(),
     }
-    save_model(model, model_path, train_config=train_config, extra={"fingerprint": fingerprint, "train_seconds": result.seconds})
-    state = gmm.to_dict()
-    state["vae"] = {"latent_dim": model_config.latent_dim, "fingerprint": fingerprint}
+    save_model(model, model_path, train_config=train_config,
+               extra={"fingerprint": state["vae"]["fingerprint"], "train_seconds": result.seconds})
     save_plain_pickle(state, gmm_path)
     if run_info_path:
         info = {
             "model_config": model_config.to_dict(), "train_config": train_config.to_dict(),
-            "gmm_options": asdict(gmm_options), "environment": environment(), "summary": summary,
+            "gmm_config": gmm_config.to_dict(), "environment": environment(), "summary": summary,
             "train_file": train.source, "labelled_file": labelled.source, "n_train": len(train),
             "n_labelled": len(labelled), "history": result.history, "data": data_spec,
         }
@@ -172,7 +161,7 @@ def reconstruct_to_file(model: VAE, dataset: Dataset, out_path: str | Path) -> d
     with atomic_output(out_path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, data=recon.reshape(shape).astype(np.float32))
-    return {"ssim": ssim(dataset.images, recon), "one_minus_mse": one_minus_mse(dataset.images, recon), "n_images": len(recon)}
+    return {**reconstruction_metrics(dataset.images, recon), "n_images": len(recon)}
 
 
 def classify_to_file(model: VAE, gmm: GaussianMixture, dataset: Dataset, out_path: str | Path) -> tuple[np.ndarray, dict | None]:
@@ -184,5 +173,47 @@ def classify_to_file(model: VAE, gmm: GaussianMixture, dataset: Dataset, out_pat
     writer.writerow(["Predicted_Label"])
     writer.writerows([int(p)] for p in predictions)
     atomic_write_bytes(out_path, buffer.getvalue().encode())
-    metrics = classification_report(dataset.labels, predictions) if dataset.labels is not None else None
+    metrics = None
+    if dataset.labels is not None:
+        metrics = classification_metrics(dataset.labels, predictions, gmm.classes_)["classification"]
     return predictions, metrics
+
+
+def run_demo(
+    *,
+    data_dir: str | Path | None,
+    digits: tuple[int, ...],
+    labels_per_digit: int,
+    out_dir: str | Path,
+    model_config: VAEConfig,
+    train_config: TrainConfig,
+    gmm_config: GMMConfig,
+    progress: bool = True,
+    device: str = "auto",
+    notify=print,
+) -> dict:
+    """The whole job on MNIST: load ``digits``, draw ``labels_per_digit`` labelled training images of each,
+    train, fit, and write every figure and the report into ``out_dir``. ``notify`` receives progress lines.
+
+    Returns {"summary": train_and_fit's summary, "report": build_run_report's result, "seconds": wall time}.
+    """
+    from .mnist import default_data_dir, load_mnist
+    from .report import build_run_report
+
+    start = time.perf_counter()
+    folder = default_data_dir(data_dir)
+    splits = load_mnist(folder, digits=digits, labels_per_digit=labels_per_digit, seed=train_config.seed,
+                        progress=progress)
+    notify(f"MNIST from {folder}: {len(splits.train)} training images of digits {list(digits)}, "
+           f"{len(splits.labelled)} labelled, {len(splits.test)} test")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = train_and_fit(
+        splits.train, splits.labelled, model_config=model_config, train_config=train_config, gmm_config=gmm_config,
+        model_path=out / "vae.pth", gmm_path=out / "gmm_params.pkl", log_path=out / "train_log.jsonl",
+        run_info_path=out / "run.json", progress=progress, device=device,
+        data_spec={"kind": "mnist", "dir": str(folder.resolve()), "digits": list(digits),
+                   "labels_per_digit": labels_per_digit, "seed": train_config.seed},
+    )
+    report = build_run_report(out)
+    return {"summary": summary, "report": report, "seconds": time.perf_counter() - start}

@@ -14,7 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import ModelFileError
-from .model import VAE, TrainConfig, VAEConfig, build_model, vae_loss
+from .config import TrainConfig, VAEConfig
+from .model import VAE, build_model, vae_loss
 from .storage import atomic_output, atomic_write_bytes
 
 CHECKPOINT_FORMAT = "vaegmm.checkpoint"
@@ -119,9 +120,12 @@ def train_vae(
     data = torch.as_tensor(images, dtype=torch.float32).reshape(len(images), -1).to(device)  # (N, input_dim)
     n = len(data)
     n_batches = math.ceil(n / train_config.batch_size)
+    # A live bar only where someone watches it; a log or CI transcript gets one line per epoch instead
+    # of hundreds of carriage-return frames.
+    live = progress and sys.stderr.isatty()
     bar = tqdm(
         total=(train_config.epochs - first_epoch + 1) * n_batches,
-        disable=not progress,
+        disable=not live,
         unit="batch",
         file=sys.stderr,
         dynamic_ncols=True,
@@ -144,7 +148,7 @@ def train_vae(
             optimizer.step()
             sums += torch.stack([loss.detach(), recon.detach(), kl.detach()]).double() * len(x)
             bar.update(1)
-            if b % 20 == 0 or b == n_batches - 1:
+            if live and (b % 20 == 0 or b == n_batches - 1):
                 seen = min((b + 1) * train_config.batch_size, n)
                 loss_m, recon_m, kl_m = (sums / seen).tolist()
                 bar.set_postfix(loss=f"{loss_m:.2f}", recon=f"{recon_m:.2f}", kl=f"{kl_m:.2f}", refresh=False)
@@ -157,6 +161,9 @@ def train_vae(
         history.append(
             {"epoch": epoch, "loss": loss_m, "recon": recon_m, "kl": kl_m, "seconds": time.perf_counter() - epoch_start}
         )
+        if progress and not live:
+            print(f"epoch {epoch}/{train_config.epochs}: loss {loss_m:.2f} (reconstruction {recon_m:.2f}, "
+                  f"KL {kl_m:.2f}), {history[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
         if log_path:
             atomic_write_bytes(log_path, "".join(json.dumps(h) + "\n" for h in history).encode())
         if checkpoint_path:

@@ -1,0 +1,93 @@
+"""How long the few-label GMM fit takes, on latents of N points in D dimensions with C classes.
+
+Latents are synthetic: each class is two Gaussian blobs (a class's cluster in a VAE's latent space is
+rarely one Gaussian), the classes' centres spread on a sphere so that neighbours overlap a little, and
+5 labelled points per class are drawn from the data. Each case is fitted with the default GMMConfig
+(components_per_class 4, both seedings and schedules, joint EM); the best of --repeats wall times counts.
+The real course latents (18,420 x 2-D, 3 classes) are timed too when --latents points at a file saved
+with keys Z, Zl, yl (Z the training latents, Zl/yl the labelled ones).
+
+    python benchmarks/fit_speed.py [--quick] [--out benchmarks/results/fit_speed.json]
+
+Targets (issue 9): <= 1 s for 18k x 2-D with 3 classes, <= 3 s for 60k x 2-D with 10 classes,
+<= 10 s for 60k x 10-D, and time growing no faster than linearly in N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from vaegmm.config import GMMConfig
+from vaegmm.fewlabel import FewLabelGMM
+
+HERE = Path(__file__).resolve().parent
+CASES = [  # (N, D, classes)
+    (18_000, 2, 3), (60_000, 2, 3), (60_000, 2, 10), (1_000_000, 2, 10),
+    (18_000, 10, 3), (60_000, 10, 10), (1_000_000, 10, 10),
+    (18_000, 16, 3), (60_000, 16, 10), (1_000_000, 16, 10),
+]
+QUICK = [(18_000, 2, 3), (60_000, 2, 10), (60_000, 10, 10)]
+LABELS_PER_CLASS = 5
+
+
+def synthetic_latents(n: int, dim: int, n_classes: int, seed: int = 0):
+    """X (n, dim), y (n,), labelled X (5 C, dim), labelled y: two blobs per class, classes slightly overlapping."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, dim))
+    centres *= 3.0 / np.linalg.norm(centres, axis=1, keepdims=True)
+    y = rng.integers(n_classes, size=n)
+    mode = rng.integers(2, size=n)
+    offsets = rng.normal(scale=0.6, size=(n_classes, 2, dim))
+    X = centres[y] + offsets[y, mode] + rng.normal(scale=0.5, size=(n, dim)) * rng.uniform(0.5, 1.5, size=(n_classes, 1, dim))[y, 0]
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == c), LABELS_PER_CLASS, replace=False) for c in range(n_classes)])
+    return X, y, X[lab], y[lab]
+
+
+def time_fit(X, Xl, yl, *, repeats: int) -> tuple[float, FewLabelGMM]:
+    times, fit = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fit = FewLabelGMM(GMMConfig(), random_state=0).fit(X, Xl, yl)
+        times.append(time.perf_counter() - start)
+    return min(times), fit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="only the three target cases")
+    parser.add_argument("--repeats", type=int, default=2, help="timed fits per case (the best counts)")
+    parser.add_argument("--latents", default=None, help="an .npz of real latents (keys Z, Zl, yl) to time as well")
+    parser.add_argument("--out", default=HERE / "results" / "fit_speed.json")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    results = []
+    if args.latents:
+        d = np.load(args.latents)
+        seconds, fit = time_fit(d["Z"], d["Zl"], d["yl"], repeats=args.repeats)
+        results.append({"data": f"real latents {args.latents}", "n": len(d["Z"]), "dim": d["Z"].shape[1],
+                        "classes": len(np.unique(d["yl"])), "seconds": seconds})
+        print(json.dumps(results[-1]), flush=True)
+    for n, dim, n_classes in QUICK if args.quick else CASES:
+        X, y, Xl, yl = synthetic_latents(n, dim, n_classes)
+        seconds, fit = time_fit(X, Xl, yl, repeats=args.repeats if n < 1_000_000 else 1)
+        results.append({"data": "synthetic", "n": n, "dim": dim, "classes": n_classes, "seconds": seconds,
+                        "accuracy": float(np.mean(fit.gmm_.predict(X) == y)),
+                        "chosen": [fit.chosen_.seeding, fit.chosen_.schedule]})
+        print(json.dumps(results[-1]), flush=True)
+    report = {"results": results, "gmm_config": GMMConfig().to_dict(),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""What the latent space looks like, measured: each class's cluster shape, separations, confusions, and
+sentences that say it (every number in them is measured)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import chi2
+
+GAUSSIAN_TOLERANCE = 0.05  # share-inside-ellipse differences below this read as "close to Gaussian"
+
+
+def bhattacharyya(mean1, cov1, mean2, cov2) -> float:
+    """Bhattacharyya distance between two Gaussians; exp(-distance) bounds their overlap."""
+    cov = (cov1 + cov2) / 2
+    diff = mean1 - mean2
+    term1 = diff @ np.linalg.solve(cov, diff) / 8
+    _, logdet = np.linalg.slogdet(cov)
+    _, logdet1 = np.linalg.slogdet(cov1)
+    _, logdet2 = np.linalg.slogdet(cov2)
+    return float(term1 + 0.5 * (logdet - 0.5 * (logdet1 + logdet2)))
+
+
+def _gaussian_shape(mean: np.ndarray, cov: np.ndarray, pts: np.ndarray) -> dict:
+    """Spread, principal axes and the share of ``pts`` inside the 1σ and 2σ ellipses of N(mean, cov)."""
+    eigval, eigvec = np.linalg.eigh(cov)
+    order = np.argsort(eigval)[::-1]
+    eigval, eigvec = eigval[order], eigvec[:, order]
+    major = eigvec[:, 0]
+    angle = math.degrees(math.atan2(major[1], major[0])) if len(mean) >= 2 else 0.0
+    angle = (angle + 90) % 180 - 90  # an axis has no direction: fold into [-90, 90)
+    if len(pts):
+        white = np.linalg.solve(np.linalg.cholesky(cov), (pts - mean).T)  # (D, n)
+        maha = np.sqrt((white**2).sum(axis=0))
+    else:
+        maha = np.array([])
+    return {
+        "mean": mean.tolist(), "std_per_dimension": np.sqrt(np.diag(cov)).tolist(),
+        "principal_std": np.sqrt(eigval).tolist(), "major_axis_angle_deg": angle, "n_points": int(len(pts)),
+        "inside_1sigma": float(np.mean(maha <= 1)) if len(pts) else float("nan"),
+        "inside_2sigma": float(np.mean(maha <= 2)) if len(pts) else float("nan"),
+    }
+
+
+def latent_analysis(gmm, Z: np.ndarray, *, confusion: np.ndarray | None = None) -> dict:
+    """Shape statistics of each digit's cluster and component, separations between digits, confusions.
+
+    Z (N, D): latent means of the training images; each point belongs to the digit (and component)
+    of highest posterior. A digit modelled by several components is summarised by the single
+    Gaussian with the same mean and covariance as its components together (moment matching).
+    confusion (C, C): test confusion matrix in ``gmm.classes_`` order (rows true, columns predicted).
+    """
+    n_features = Z.shape[1]
+    digit_of_point = gmm.predict(Z)
+    component_of_point = gmm.predict_component(Z)
+    digits, summaries = [], {}
+    for label in gmm.classes_.tolist():
+        own = np.flatnonzero(gmm.component_classes_ == label)
+        w = gmm.weights_[own]
+        mean = (w[:, None] * gmm.means_[own]).sum(0) / w.sum()
+        second = sum(wk * (gmm.covariances_[k] + np.outer(gmm.means_[k], gmm.means_[k])) for wk, k in zip(w, own)) / w.sum()
+        cov = second - np.outer(mean, mean)
+        summaries[label] = (mean, cov)
+        components = [
+            {"component": int(k), "weight": float(gmm.weights_[k]),
+             **_gaussian_shape(gmm.means_[k], gmm.covariances_[k], Z[component_of_point == k])}
+            for k in own
+        ]
+        digits.append({"digit": label, "weight": float(w.sum()), "components": components,
+                       **_gaussian_shape(mean, cov, Z[digit_of_point == label])})
+    pairs = []
+    labels = gmm.classes_.tolist()
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            (m1, c1), (m2, c2) = summaries[labels[i]], summaries[labels[j]]
+            pairs.append({"digits": [labels[i], labels[j]], "bhattacharyya": bhattacharyya(m1, c1, m2, c2)})
+    confusions = []
+    if confusion is not None:
+        for a in range(len(labels)):
+            for b in range(len(labels)):
+                if a != b and confusion[a, b] > 0:
+                    confusions.append({"true": labels[a], "predicted": labels[b], "count": int(confusion[a, b]),
+                                       "rate": float(confusion[a, b] / confusion[a].sum())})
+        confusions.sort(key=lambda c: -c["count"])
+    return {"expected_inside_1sigma": float(chi2.cdf(1, n_features)), "expected_inside_2sigma": float(chi2.cdf(4, n_features)),
+            "digits": digits, "pairs": sorted(pairs, key=lambda p: p["bhattacharyya"]), "confusions": confusions,
+            "confusion_known": confusion is not None}
+
+
+def _shape_words(c: dict, e1: float, e2: float) -> str:
+    d1, d2 = c["inside_1sigma"] - e1, c["inside_2sigma"] - e2
+    if abs(d1) <= GAUSSIAN_TOLERANCE and abs(d2) <= GAUSSIAN_TOLERANCE:
+        return "close to Gaussian"
+    if d1 > GAUSSIAN_TOLERANCE:
+        return "more peaked than a Gaussian, with a dense core and long tails"
+    if d1 < -GAUSSIAN_TOLERANCE:
+        return "flatter than a Gaussian: its points avoid the centre (a curved or multi-modal cluster)"
+    return "near-Gaussian in its core but with a different tail"
+
+
+def _form(stds: list[float]) -> tuple[str, float]:
+    ratio = stds[0] / stds[-1] if stds[-1] > 0 else float("inf")
+    return ("round" if ratio < 1.3 else "elongated" if ratio < 3 else "strongly elongated"), ratio
+
+
+def explain(analysis: dict) -> list[str]:
+    """Sentences generated from :func:`latent_analysis`; every number is measured."""
+    e1, e2 = analysis["expected_inside_1sigma"], analysis["expected_inside_2sigma"]
+    out = []
+    for d in analysis["digits"]:
+        form, ratio = _form(d["principal_std"])
+        spread = ", ".join(f"{s:.2f} along latent dimension {i + 1}" for i, s in enumerate(d["std_per_dimension"]))
+        mean = ", ".join(f"{m:.2f}" for m in d["mean"])
+        comps = d["components"]
+        parts = "; ".join(
+            f"component {c['component']}: weight {c['weight']:.1%}, mean ({', '.join(f'{m:.2f}' for m in c['mean'])}), "
+            f"{_form(c['principal_std'])[0]}, {c['inside_1sigma']:.0%}/{c['inside_2sigma']:.0%} inside 1σ/2σ"
+            for c in comps
+        )
+        out.append(
+            f"**Digit {d['digit']}** (weight {d['weight']:.1%}, {d['n_points']} training images): centred at ({mean}); "
+            f"standard deviation {spread}. Its principal axes have standard deviations "
+            f"{' and '.join(f'{s:.2f}' for s in d['principal_std'])}, the major one at {d['major_axis_angle_deg']:.0f}° "
+            f"from latent dimension 1: the cluster is {form} (axis ratio {ratio:.1f}). {d['inside_1sigma']:.0%} of its "
+            f"points lie inside its 1σ ellipse and {d['inside_2sigma']:.0%} inside its 2σ ellipse, against {e1:.0%} "
+            f"and {e2:.0%} for a Gaussian: {_shape_words(d, e1, e2)}. "
+            + (f"The GMM models it with {len(comps)} components ({parts})." if len(comps) > 1 else "")
+        )
+    for p in analysis["pairs"]:
+        out.append(
+            f"Digits {p['digits'][0]} and {p['digits'][1]}: Bhattacharyya distance {p['bhattacharyya']:.2f} between "
+            f"their clusters, so these overlap by at most {math.exp(-p['bhattacharyya']):.1%}."
+        )
+    if len(analysis["pairs"]) > 1:
+        closest = analysis["pairs"][0]
+        out.append(f"The closest pair is {closest['digits'][0]} and {closest['digits'][1]}.")
+    if analysis["confusions"]:
+        parts = [f"{c['count']} test images of {c['true']} were taken for {c['predicted']} ({c['rate']:.1%} of the {c['true']}s)"
+                 for c in analysis["confusions"][:6]]
+        out.append("Confusions on the test images, most frequent first: " + "; ".join(parts) + ".")
+    elif analysis["confusion_known"]:
+        out.append("No test image was confused.")
+    return out
