@@ -251,9 +251,31 @@ def test_previous_output_survives_a_failed_run(files, capsys, tmp_path, monkeypa
     assert (tmp_path / "vae.csv").read_text() == "Predicted_Label\n1\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["missing.npz", "test_reconstruction", "vae.pth"], ["classify", "missing.npz"]])
 def test_real_process_exit_code_and_no_traceback(argv, tmp_path):
     cmd = [sys.executable, str(REPO / "vae.py")] if argv[1] == "test_reconstruction" else [sys.executable, "-m", "vaegmm.cli"]
     result = subprocess.run(cmd + argv, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 1
     assert "missing.npz" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_input_that_is_a_folder(files, capsys, tmp_path, monkeypatch):
+    (tmp_path / "images.npz").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code = course_main([str(tmp_path / "images.npz"), "test_classifier", str(files / "run/vae.pth"), str(files / "run/gmm_params.pkl")])
+    _expect_error(capsys, code, "images.npz", "is a folder")
+
+
+def test_an_output_that_is_a_folder(files, capsys, tmp_path):
+    (tmp_path / "p.csv").mkdir()
+    code = main(["classify", str(files / "test.npz"), "--model", str(files / "run/vae.pth"), "--gmm",
+                 str(files / "run/gmm_params.pkl"), "--out", str(tmp_path / "p.csv")])
+    _expect_error(capsys, code, "p.csv", "is a folder")
+
+
+def test_diverging_training_says_to_lower_the_learning_rate(files, capsys, tmp_path):
+    code = main(["train", "--train", str(files / "train.npz"), "--val", str(files / "val.npz"), "--out-dir",
+                 str(tmp_path / "o"), "--lr", "1e30", "--warmup", "0", *TINY])
+    _expect_error(capsys, code, "training diverged", "lower the learning rate (--lr)")
+    assert not (tmp_path / "o" / "vae.pth").exists()

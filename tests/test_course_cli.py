@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 
 def run_course(args, cwd, env_extra=None):

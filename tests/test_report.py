@@ -26,6 +26,7 @@ def run_dir(small_course_files, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_report_has_every_section_and_figure(run_dir, small_course_files, capsys):
     test_file = small_course_files["test"]
     assert main(["report", str(run_dir), "--no-progress"]) == 0
@@ -40,7 +41,7 @@ def test_report_has_every_section_and_figure(run_dir, small_course_files, capsys
     assert positions == sorted(positions)  # headline first, configuration last
     assert md.index("**score ") < positions[0]
     for key in ("SSIM", "1 − MSE", "test ELBO", "accuracy", "f1_macro", "f1_micro", "score", "parameters", "env.torch",
-                "training time", "train.seed", "gmm.graph_max_points", "gmm.n_neighbors"):
+                "training time", "train.seed", "gmm.max_fit_points", "gmm.n_neighbors"):
         assert key in md, key
     assert "| gmm.reg_covar | 1e-06 |" in md  # printed by magnitude, not as 0.0000
     for digit in (1, 4, 8):
@@ -63,6 +64,7 @@ def _listing(folder):
     return {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_plot_writes_only_figures(run_dir, capsys):
     (run_dir / "figures" / FIGURES["manifold"]).unlink()
     before = _listing(run_dir)

@@ -146,9 +146,9 @@ class GMMConfig(_Config):
     schedules: tuple[str, ...] = _opt(SCHEDULES, f"ways to reach components_per_class, from {list(SCHEDULES)}")
     n_neighbors: int = _opt(10, "neighbours per point in the graph whose cut edges rank the candidate fits")
     label_slack: int = _opt(1, "a candidate may misplace this many more labelled points than the best one")
-    # The graph only ranks candidates: a random subset estimates its cut share as well and keeps the
-    # cost linear; below this many points (the course's 18,420 included) every point is used.
-    graph_max_points: int = _opt(20_000, "most points (a seeded random subset) in the neighbour graph")
+    # A mixture of a few dozen components is pinned down by tens of thousands of points; beyond that, more
+    # points only cost time. Below this many (the course's 18,420 included) every point is used.
+    max_fit_points: int = _opt(20_000, "most unlabelled points (a seeded random subset) the fit and its ranking graph use")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seedings", tuple(self.seedings))
@@ -165,4 +165,4 @@ class GMMConfig(_Config):
                      f"a non-empty list without repeats from {list(known)}")
         _require(self.n_neighbors >= 1, "n_neighbors", self.n_neighbors, ">= 1")
         _require(self.label_slack >= 0, "label_slack", self.label_slack, ">= 0")
-        _require(self.graph_max_points >= 2, "graph_max_points", self.graph_max_points, ">= 2")
+        _require(self.max_fit_points >= 2, "max_fit_points", self.max_fit_points, ">= 2")

@@ -63,8 +63,8 @@ def boundary_fraction(labels: np.ndarray, neighbours: np.ndarray) -> float:
     return float(np.mean(labels[neighbours] != labels[:, None]))
 
 
-def graph_subset(n_points: int, max_points: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of the points in the ranking graph: all of them, or a random ``max_points``."""
+def random_subset(n_points: int, max_points: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of the points the fit uses: all of them, or a random ``max_points``."""
     if n_points <= max_points:
         return np.arange(n_points)
     return np.sort(rng.choice(n_points, size=max_points, replace=False))
@@ -125,25 +125,35 @@ def _estimator(config: GMMConfig, random_state: int) -> GaussianMixture:
 
 
 def per_class_mixtures(X, X_labelled, y_labelled, classes, partition, *, n_components, config, rng, random_state,
-                       previous: GaussianMixture | None = None) -> GaussianMixture:
+                       previous: GaussianMixture | None = None, unchanged: frozenset = frozenset()) -> GaussianMixture:
     """EM within each class's points (its partition share plus its labelled points); one mixture of them all.
 
     X (N, D), X_labelled (M, D), y_labelled (M,), classes (C,), partition (N,) the class of each row of X.
     Warm-started from ``previous`` (same components per class) when given, else k-means++ then k-means
-    inside each class with ``n_components`` components.
+    inside each class with ``n_components`` components. Classes in ``unchanged`` hold the same points as
+    when ``previous`` was fitted: they keep its components as they are.
     """
     weights, means, covariances, component_classes = [], [], [], []
     for c in classes:
+        n_points = int(np.sum(partition == c)) + int(np.sum(y_labelled == c))
+        if previous is not None:
+            own = previous.component_classes_ == c
+            class_weights = previous.weights_[own] / previous.weights_[own].sum()
+            if c in unchanged:
+                weights.append(class_weights * n_points)
+                means.append(previous.means_[own])
+                covariances.append(previous.covariances_[own])
+                component_classes += [c] * int(own.sum())
+                continue
         pts = np.concatenate([X[partition == c], X_labelled[y_labelled == c]])  # (n_c, D)
         inner = _estimator(config, random_state)
         if previous is not None:
-            own = previous.component_classes_ == c
-            inner.fit(pts, means_init=previous.means_[own], weights_init=previous.weights_[own] / previous.weights_[own].sum(),
+            inner.fit(pts, means_init=previous.means_[own], weights_init=class_weights,
                       covariances_init=previous.covariances_[own])
         else:
             n_comp = min(n_components, len(pts))
             inner.fit(pts, means_init=kmeans(pts, kmeans_plus_plus(pts, n_comp, rng))[0])
-        weights.append(inner.weights_ * len(pts))
+        weights.append(inner.weights_ * n_points)
         means.append(inner.means_)
         covariances.append(inner.covariances_)
         component_classes += [c] * len(inner.weights_)
@@ -159,13 +169,16 @@ def refine_partition(X, X_labelled, y_labelled, classes, partition, *, n_compone
     """
     rng = np.random.default_rng(random_state)
     gmm = None
+    unchanged: frozenset = frozenset()
     for rounds in range(1, config.max_partition_rounds + 1):
         gmm = per_class_mixtures(X, X_labelled, y_labelled, classes, partition, n_components=n_components,
-                                 config=config, rng=rng, random_state=random_state, previous=gmm)
+                                 config=config, rng=rng, random_state=random_state, previous=gmm, unchanged=unchanged)
         new_partition = gmm.predict(X)  # (N,)
-        moved = np.mean(new_partition != partition)
+        moved = new_partition != partition  # (N,)
+        # A class no point entered or left keeps its fit next round: its EM has already converged on those points.
+        unchanged = frozenset(classes.tolist()) - set(partition[moved].tolist()) - set(new_partition[moved].tolist())
         partition = new_partition
-        if moved <= config.partition_tol:
+        if np.mean(moved) <= config.partition_tol:
             break
     return gmm, rounds
 
@@ -227,7 +240,7 @@ class FewLabelGMM:
     config : GMMConfig
         Every setting of the mixture and of this fit.
     random_state : int
-        Seeds k-means++ inside each class and the ranking graph's subset.
+        Seeds k-means++ inside each class and the subset of points used above ``max_fit_points``.
     n_jobs : int or None
         Threads fitting candidates at once (None: one per core). The result does not depend on it.
 
@@ -242,7 +255,11 @@ class FewLabelGMM:
         self.n_jobs = n_jobs
 
     def fit(self, X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray) -> "FewLabelGMM":
-        """Fit on unlabelled X (N, D) seeded by labelled points X_labelled (M, D), y_labelled (M,)."""
+        """Fit on unlabelled X (N, D) seeded by labelled points X_labelled (M, D), y_labelled (M,).
+
+        Above ``max_fit_points`` unlabelled points, a seeded random subset of that many is used (every
+        labelled point always is), so the time stops growing with N.
+        """
         X = check_X(X)
         X_labelled = check_X(X_labelled, "X_labelled")
         y_labelled = np.asarray(y_labelled)
@@ -254,7 +271,8 @@ class FewLabelGMM:
         if len(classes) < 2:
             raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
         config = self.config
-        in_graph = graph_subset(len(X), config.graph_max_points, np.random.default_rng(self.random_state))
+        used = random_subset(len(X), config.max_fit_points, np.random.default_rng(self.random_state))
+        X = X[used]  # (n, D), n <= max_fit_points
         # Schedules with the same stages (both are [1] with one component per class) fit the same thing.
         stages: dict[tuple[int, ...], str] = {}
         for schedule in config.schedules:
@@ -272,16 +290,16 @@ class FewLabelGMM:
         workers = min(len(tasks) + 1, self.n_jobs or os.cpu_count() or 1)
         with threadpool_limits(limits=1, user_api="blas"):
             if workers == 1:
-                neighbours = neighbour_graph(X[in_graph], config.n_neighbors)  # (n_graph, n_neighbors)
+                neighbours = neighbour_graph(X, config.n_neighbors)  # (n, n_neighbors)
                 fitted = [fit_task(task) for task in tasks]
             else:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
-                    graph = pool.submit(neighbour_graph, X[in_graph], config.n_neighbors)
+                    graph = pool.submit(neighbour_graph, X, config.n_neighbors)
                     fitted = list(pool.map(fit_task, tasks))
                     neighbours = graph.result()
         candidates = []
         for candidate, partition in fitted:
-            candidate.boundary_fraction = boundary_fraction(partition[in_graph], neighbours)
+            candidate.boundary_fraction = boundary_fraction(partition, neighbours)
             candidates.append(candidate)
         self.candidates_ = candidates
         self.chosen_ = choose_candidate(candidates, n_labelled=len(X_labelled), label_slack=config.label_slack)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
+
 FIGURES = {
     "reconstructions": "reconstructions.png",
     "manifold": "generated_manifold.png",
@@ -31,6 +33,12 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     from . import plots
     from .model import decode_latents, encode_means, reconstruct
 
+    if model.config.latent_dim < 2:
+        raise ConfigError(
+            f"{run_dir}: the model has a 1-D latent space, but the scatter, ellipse and grid figures need a plane. "
+            "Training, reconstruction and classification work with it; for figures and a report, train with "
+            "--latent-dim 2 or more."
+        )
     folder = run_dir / "figures"
     folder.mkdir(exist_ok=True)
     paths = {name: folder / file for name, file in FIGURES.items()}

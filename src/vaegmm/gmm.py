@@ -79,12 +79,18 @@ def estimate_log_gaussian_prob(X: np.ndarray, means: np.ndarray, precisions_chol
     return _log_gaussian_prob_kn(np.ascontiguousarray(X.T), means, precisions_chol).T
 
 
-def _logsumexp_first(a: np.ndarray) -> np.ndarray:
-    """log Σ_k exp(a[k, n]) over the first axis of a (K, N); columns of -inf give -inf. Returns (N,)."""
+def _logsumexp_first(a: np.ndarray, *, may_be_infinite: bool = True) -> np.ndarray:
+    """log Σ_k exp(a[k, n]) over the first axis of a (K, N); columns of -inf give -inf. Returns (N,).
+
+    ``may_be_infinite=False`` promises finite entries (no mask applied) and skips guarding them.
+    """
     top = a.max(axis=0)  # (N,)
-    safe = np.where(np.isfinite(top), top, 0.0)
+    if may_be_infinite:
+        top[~np.isfinite(top)] = 0.0
     with np.errstate(divide="ignore"):
-        return np.log(np.exp(a - safe).sum(axis=0)) + safe
+        out = np.log(np.exp(a - top).sum(axis=0))
+    out += top
+    return out
 
 
 def logsumexp_rows(a: np.ndarray) -> np.ndarray:
@@ -97,10 +103,9 @@ def _gaussian_parameters_kn(moments: Moments, resp: np.ndarray, reg_covar: float
     nk = resp.sum(axis=1) + _EMPTY_COMPONENT  # (K,)
     means = resp @ moments.X / nk[:, None]  # (K, D)
     n_components, n_features = means.shape
-    covariances = np.empty((n_components, n_features, n_features))
-    for k in range(n_components):
-        diff = moments.XT - means[k][:, None]  # (D, N)
-        covariances[k] = (diff * resp[k]) @ diff.T / nk[k]
+    diff = moments.XT[None] - means[:, :, None]  # (K, D, N)
+    covariances = (diff * resp[:, None, :]) @ diff.transpose(0, 2, 1)  # (K, D, D), one batched product
+    covariances /= nk[:, None, None]
     covariances[:, np.arange(n_features), np.arange(n_features)] += reg_covar
     return nk, means, covariances
 
@@ -129,7 +134,7 @@ def weighted_log_prob(X, weights, means, precisions_chol, allowed=None) -> np.nd
 
 def _e_step_kn(XT, weights, means, precisions_chol, allowed_kn=None) -> tuple[float, np.ndarray]:
     log_prob = _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn)  # (K, N)
-    log_norm = _logsumexp_first(log_prob)  # (N,)
+    log_norm = _logsumexp_first(log_prob, may_be_infinite=allowed_kn is not None)  # (N,)
     log_prob -= log_norm
     return float(log_norm.mean()), np.exp(log_prob, out=log_prob)
 

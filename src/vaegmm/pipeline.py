@@ -45,6 +45,12 @@ def fit_gmm(model: VAE, train: Dataset, labelled: Dataset, *, config: GMMConfig,
     """The few-label fit on the training images' latent means, seeded by the labelled images."""
     z_train = encode_means(model, train.images)  # (N, latent_dim)
     z_labelled = encode_means(model, labelled.images)  # (M, latent_dim)
+    for z, data in ((z_train, train), (z_labelled, labelled)):
+        if not np.isfinite(z).all():
+            raise FloatingPointError(
+                f"{data.source}: the trained encoder maps {int((~np.isfinite(z).all(axis=1)).sum())} images to NaN or "
+                "infinite latent means: training diverged; lower the learning rate (--lr)."
+            )
     return FewLabelGMM(config, random_state=seed).fit(z_train, z_labelled, labelled.labels)
 
 

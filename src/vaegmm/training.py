@@ -153,7 +153,7 @@ def train_vae(
                 loss_m, recon_m, kl_m = (sums / seen).tolist()
                 bar.set_postfix(loss=f"{loss_m:.2f}", recon=f"{recon_m:.2f}", kl=f"{kl_m:.2f}", refresh=False)
         loss_m, recon_m, kl_m = (sums / n).tolist()
-        if not math.isfinite(loss_m):
+        if not math.isfinite(loss_m) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             bar.close()
             raise FloatingPointError(
                 f"training diverged at epoch {epoch} (loss {loss_m}); lower the learning rate (--lr)."
