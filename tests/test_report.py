@@ -106,3 +106,21 @@ def test_analysis_measures_gaussian_and_non_gaussian_clusters():
     assert circle["inside_1sigma"] < 0.2  # the ring's points avoid its centre
     text = " ".join(explain(analysis))
     assert "close to Gaussian" in text and "flatter than a Gaussian" in text and "No test image was confused" in text
+
+
+def test_latent_plane_is_the_identity_in_2d_and_the_leading_principal_axes_above():
+    from vaegmm.figures import LatentPlane
+
+    rng = np.random.default_rng(0)
+    Z2 = rng.normal(size=(500, 2))
+    plane = LatentPlane.for_latents(Z2)
+    np.testing.assert_array_equal(plane.project(Z2), Z2)
+    # 5-D latents spread mostly along two known directions
+    basis = np.linalg.qr(rng.normal(size=(5, 5)))[0]
+    Z5 = (rng.normal(size=(2000, 5)) * [5.0, 3.0, 0.3, 0.2, 0.1]) @ basis.T
+    plane = LatentPlane.for_latents(Z5)
+    np.testing.assert_allclose(np.abs(plane.axes.T @ basis[:, :2]), np.eye(2), atol=0.02)
+    P = rng.normal(size=(10, 2))
+    np.testing.assert_allclose(plane.project(plane.lift(P)), P, atol=1e-12)
+    cov = np.cov(Z5.T)
+    np.testing.assert_allclose(plane.project_covariance(cov), np.cov(plane.project(Z5).T), rtol=1e-10, atol=1e-12)

@@ -108,4 +108,6 @@ def test_other_latent_sizes_train_classify_and_report_or_say_why_not(files, tmp_
         assert not (out / "report.html").exists()
     else:
         assert code == 0
-        assert "3 dimensions; the figures show latent dimensions 1 and 2" in (out / "report.md").read_text()
+        md = (out / "report.md").read_text()
+        assert "3 dimensions; the scatter, ellipse and grid figures show the plane of the two leading principal axes" in md
+        assert "along latent dimension 3" in md  # the measurements name every dimension they measured

@@ -95,6 +95,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                 kwargs["choices"] = meta["choices"]
             else:
                 kwargs["type"] = type(default)
+                kwargs["metavar"] = "N" if isinstance(default, int) else "X"
             group.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **kwargs)
 
 

@@ -6,10 +6,16 @@ import numpy as np
 
 # Rows per block when distances to many centres are needed: bounds memory at (block, M) floats.
 DISTANCE_BLOCK = 4096
+# Up to this many features, distances are summed feature by feature (exact, and fastest for a few);
+# above it, through one matrix product.
+FEATURE_LOOP_MAX_DIM = 4
 
 
 def squared_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances. X: (N, D); centres: (K, D). Returns (N, K)."""
+    if X.shape[1] > FEATURE_LOOP_MAX_DIM:  # |x|² - 2 x·c + |c|²: one BLAS product, clipped at 0 against rounding
+        out = (X ** 2).sum(axis=1)[:, None] - 2 * X @ centres.T + (centres ** 2).sum(axis=1)[None]
+        return np.maximum(out, 0.0, out=out)
     # One feature at a time: numpy sums a short trailing axis (a 2-D latent) many times slower than this.
     out = np.zeros((len(X), len(centres)))
     for d in range(X.shape[1]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,49 @@ FIGURES = {
 MANIFOLD_SIDE = 20
 MANIFOLD_QUANTILES = (0.05, 0.95)
 SAMPLES_PER_ROW = 10
+
+
+@dataclass(frozen=True)
+class LatentPlane:
+    """The 2-D plane of the latent space that the figures draw: z = origin + p @ axes.T for p in the plane.
+
+    A 2-D latent space is its own plane (latent dimensions 1 and 2). A larger one is drawn on the plane
+    through the origin (the prior's centre) spanned by the two leading principal axes of the training
+    images' latent means, which show the most of their spread.
+    origin (D,); axes (D, 2) orthonormal columns; names: the two axes' labels.
+    """
+
+    origin: np.ndarray
+    axes: np.ndarray
+    names: tuple[str, str]
+
+    @classmethod
+    def for_latents(cls, Z: np.ndarray) -> "LatentPlane":
+        dim = Z.shape[1]
+        if dim == 2:
+            return cls(np.zeros(2), np.eye(2), ("latent dimension 1", "latent dimension 2"))
+        _, _, vt = np.linalg.svd(Z - Z.mean(axis=0), full_matrices=False)
+        axes = vt[:2].T  # (D, 2)
+        axes *= np.where(axes[np.abs(axes).argmax(axis=0), [0, 1]] < 0, -1.0, 1.0)  # a sign that does not flip between runs
+        return cls(np.zeros(dim), axes, ("principal axis 1 of the latent means", "principal axis 2 of the latent means"))
+
+    def project(self, Z: np.ndarray) -> np.ndarray:
+        """Coordinates in the plane of points Z (N, D): (N, 2)."""
+        return (Z - self.origin) @ self.axes
+
+    def lift(self, P: np.ndarray) -> np.ndarray:
+        """Latent points (N, D) of plane coordinates P (N, 2)."""
+        return self.origin + P @ self.axes.T
+
+    def project_covariance(self, cov: np.ndarray) -> np.ndarray:
+        """A covariance (D, D) seen in the plane: (2, 2)."""
+        return self.axes.T @ cov @ self.axes
+
+    def describe(self) -> str:
+        if self.axes.shape[0] == 2:
+            return "latent dimensions 1 and 2"
+        return (f"the plane of the two leading principal axes of the training latent means, through the origin, "
+                f"in the {self.axes.shape[0]}-D latent space")
 
 
 def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusion, history) -> dict[str, Path]:
@@ -46,13 +90,11 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     plots.reconstructions(shown, reconstruct(model, shown), paths["reconstructions"],
                           title=f"First {len(shown)} images of {Path((test or train).source).name}: original (top), reconstruction (bottom)")
     latent_dim = model.config.latent_dim
+    plane = LatentPlane.for_latents(Z)
     grid = norm.ppf(np.linspace(*MANIFOLD_QUANTILES, MANIFOLD_SIDE))
-    # Row i holds latent dimension 2 = grid[-1 - i] (top is high), column j dimension 1 = grid[j]; others 0.
-    z = np.zeros((MANIFOLD_SIDE * MANIFOLD_SIDE, latent_dim))
-    z[:, 0] = np.tile(grid, MANIFOLD_SIDE)
-    if latent_dim > 1:
-        z[:, 1] = np.repeat(grid[::-1], MANIFOLD_SIDE)
-    plots.manifold(decode_latents(model, z), grid, paths["manifold"],
+    # Row i holds the plane's second axis at grid[-1 - i] (top is high), column j its first axis at grid[j].
+    points = np.stack([np.tile(grid, MANIFOLD_SIDE), np.repeat(grid[::-1], MANIFOLD_SIDE)], axis=1)  # (S*S, 2)
+    plots.manifold(decode_latents(model, plane.lift(points)), grid, paths["manifold"], axis_names=plane.names,
                    title=f"Decoded latent grid, norm.ppf(linspace{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE}) per axis")
     rng = np.random.default_rng(0)
     prior = rng.standard_normal((SAMPLES_PER_ROW * SAMPLES_PER_ROW, latent_dim))
@@ -63,9 +105,14 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
                      paths["component_samples"], title="Samples from each GMM component, decoded",
                      row_labels=[f"digit {c} (comp. {k})" for k, c in enumerate(gmm.component_classes_)])
     Z_lab = encode_means(model, labelled.images)
-    plots.latent_space(Z, gmm.predict(Z), paths["latent"], true_labels=train.labels, Z_labelled=Z_lab,
-                       y_labelled=labelled.labels, title=f"Latent means of the {len(Z)} training images")
-    plots.gmm_ellipses(Z, gmm, paths["gmm"], Z_labelled=Z_lab, y_labelled=labelled.labels,
+    plots.latent_space(plane.project(Z), gmm.predict(Z), paths["latent"], true_labels=train.labels,
+                       Z_labelled=plane.project(Z_lab), y_labelled=labelled.labels, axis_names=plane.names,
+                       title=f"Latent means of the {len(Z)} training images")
+    plots.gmm_ellipses(plane.project(Z), paths["gmm"], means=plane.project(gmm.means_),
+                       covariances=np.stack([plane.project_covariance(c) for c in gmm.covariances_]),
+                       component_classes=gmm.component_classes_, classes=gmm.classes_,
+                       predict=lambda P: gmm.predict(plane.lift(P)), Z_labelled=plane.project(Z_lab),
+                       y_labelled=labelled.labels, axis_names=plane.names,
                        title="GMM: 1σ and 2σ ellipses, means and decision regions")
     plots.training_curves(history, paths["curves"], title="Training: negative ELBO and its two terms per epoch")
     if confusion is not None:

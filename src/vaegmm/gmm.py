@@ -45,23 +45,37 @@ def compute_precision_cholesky(covariances: np.ndarray) -> np.ndarray:
 
 
 class Moments:
-    """The data X (N, D) in the two layouts EM needs, prepared once per fit.
+    """The data X (N, D) in the layouts EM needs, and scratch arrays reused by every iteration of one fit.
 
     EM runs with points along the last axis, ``(K, N)``: numpy reduces over a long contiguous axis far
-    faster than over a short trailing one (a few components, a 2-D latent). ``XT`` is (D, N).
+    faster than over a short trailing one (a few components, a 2-D latent). ``XT`` is (D, N). Reusing
+    the (K, D, N) scratch arrays spares the page faults of allocating megabytes afresh every step.
     """
 
     def __init__(self, X: np.ndarray) -> None:
         self.X = X  # (N, D)
         self.XT = np.ascontiguousarray(X.T)  # (D, N)
+        self._scratch: dict[str, np.ndarray] = {}
+
+    def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised float64 array of ``shape``, the same one each time it is asked for."""
+        array = self._scratch.get(name)
+        if array is None or array.shape != shape:
+            array = self._scratch[name] = np.empty(shape)
+        return array
 
 
-def _log_gaussian_prob_kn(XT: np.ndarray, means: np.ndarray, precisions_chol: np.ndarray) -> np.ndarray:
-    """log N(x_n | μ_k, Σ_k) as (K, N). XT (D, N); means (K, D); precisions_chol (K, D, D)."""
+def _log_gaussian_prob_kn(XT: np.ndarray, means: np.ndarray, precisions_chol: np.ndarray,
+                          moments: Moments | None = None) -> np.ndarray:
+    """log N(x_n | μ_k, Σ_k) as (K, N). XT (D, N); means (K, D); precisions_chol (K, D, D).
+
+    ``moments`` lends its scratch space when given (XT must be its ``XT``)."""
     n_components, n_features = means.shape
+    n_points = XT.shape[1]
     log_det = np.log(np.diagonal(precisions_chol, axis1=1, axis2=2)).sum(axis=1)  # (K,) = -½ log|Σ_k|
     stacked = precisions_chol.transpose(0, 2, 1).reshape(n_components * n_features, n_features)  # (K·D, D): rows P_kᵀ
-    y = (stacked @ XT).reshape(n_components, n_features, XT.shape[1])  # (K, D, N) = (x_n P_k)ᵀ
+    out = None if moments is None else moments.scratch("projected", (n_components * n_features, n_points))
+    y = np.matmul(stacked, XT, out=out).reshape(n_components, n_features, n_points)  # (K, D, N) = (x_n P_k)ᵀ
     y -= np.einsum("kd,kde->ke", means, precisions_chol)[:, :, None]  # minus μ_k P_k
     np.square(y, out=y)
     mahalanobis = y.sum(axis=1)  # (K, N)
@@ -103,8 +117,12 @@ def _gaussian_parameters_kn(moments: Moments, resp: np.ndarray, reg_covar: float
     nk = resp.sum(axis=1) + _EMPTY_COMPONENT  # (K,)
     means = resp @ moments.X / nk[:, None]  # (K, D)
     n_components, n_features = means.shape
-    diff = moments.XT[None] - means[:, :, None]  # (K, D, N)
-    covariances = (diff * resp[:, None, :]) @ diff.transpose(0, 2, 1)  # (K, D, D), one batched product
+    shape = (n_components, n_features, moments.XT.shape[1])
+    diff = np.subtract(moments.XT[None], means[:, :, None], out=moments.scratch("diff", shape))  # (K, D, N)
+    weighted = np.multiply(diff, resp[:, None, :], out=moments.scratch("weighted", shape))  # (K, D, N)
+    covariances = np.empty((n_components, n_features, n_features))
+    for k in range(n_components):  # one BLAS product each; numpy's batched matmul would not use BLAS here
+        np.matmul(weighted[k], diff[k].T, out=covariances[k])
     covariances /= nk[:, None, None]
     covariances[:, np.arange(n_features), np.arange(n_features)] += reg_covar
     return nk, means, covariances
@@ -118,8 +136,8 @@ def estimate_gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: flo
     return _gaussian_parameters_kn(Moments(X), np.ascontiguousarray(resp.T), reg_covar)
 
 
-def _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn=None) -> np.ndarray:
-    log_prob = _log_gaussian_prob_kn(XT, means, precisions_chol)  # (K, N)
+def _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn=None, moments=None) -> np.ndarray:
+    log_prob = _log_gaussian_prob_kn(XT, means, precisions_chol, moments)  # (K, N)
     log_prob += np.log(weights)[:, None]
     if allowed_kn is not None:
         log_prob[~allowed_kn] = -np.inf
@@ -132,8 +150,8 @@ def weighted_log_prob(X, weights, means, precisions_chol, allowed=None) -> np.nd
     return _weighted_log_prob_kn(np.ascontiguousarray(X.T), weights, means, precisions_chol, allowed_kn).T
 
 
-def _e_step_kn(XT, weights, means, precisions_chol, allowed_kn=None) -> tuple[float, np.ndarray]:
-    log_prob = _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn)  # (K, N)
+def _e_step_kn(XT, weights, means, precisions_chol, allowed_kn=None, moments=None) -> tuple[float, np.ndarray]:
+    log_prob = _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn, moments)  # (K, N)
     log_norm = _logsumexp_first(log_prob, may_be_infinite=allowed_kn is not None)  # (N,)
     log_prob -= log_norm
     return float(log_norm.mean()), np.exp(log_prob, out=log_prob)
@@ -304,7 +322,7 @@ class GaussianMixture:
         history: list[float] = []
         converged = False
         for n_iter in range(1, self.max_iter + 1):
-            lower_bound, resp = _e_step_kn(moments.XT, weights, means, precisions_chol, allowed_kn)  # resp (K, N)
+            lower_bound, resp = _e_step_kn(moments.XT, weights, means, precisions_chol, allowed_kn, moments)  # (K, N)
             weights, means, covariances = _m_step_kn(moments, resp, self.reg_covar, means, covariances)
             covariances, precisions_chol = safe_precision_cholesky(covariances, self.reg_covar)
             change = lower_bound - history[-1] if history else np.inf

@@ -65,7 +65,8 @@ def reconstructions(originals: np.ndarray, recons: np.ndarray, path, *, title: s
     return _save(fig, path)
 
 
-def manifold(images: np.ndarray, grid: np.ndarray, path, *, title: str) -> Path:
+def manifold(images: np.ndarray, grid: np.ndarray, path, *, title: str,
+             axis_names: Sequence[str] = ("Latent dimension 1", "Latent dimension 2")) -> Path:
     """The decoded latent grid: images (n*n, H, W) for z = (grid[j], grid[i]) at row i, column j.
 
     Row 0 is drawn at the top with the largest latent dimension 2, like a scatter plot's axes.
@@ -80,8 +81,8 @@ def manifold(images: np.ndarray, grid: np.ndarray, path, *, title: str) -> Path:
     step = max(n // 5, 1)
     ax.set_xticks(ticks[::step] * w + w / 2, [f"{v:.2f}" for v in grid[::step]])
     ax.set_yticks(ticks[::step] * h + h / 2, [f"{v:.2f}" for v in grid[::-1][::step]])
-    ax.set_xlabel("Latent dimension 1")
-    ax.set_ylabel("Latent dimension 2")
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
     ax.set_title(title)
     return _save(fig, path)
 
@@ -121,8 +122,9 @@ def _legend(ax) -> None:
             handle.set_sizes([40])
 
 
-def latent_space(Z, clusters, path, *, true_labels=None, Z_labelled=None, y_labelled=None, title: str) -> Path:
-    """Latent means coloured by GMM cluster (and, when labels exist, by true label)."""
+def latent_space(Z, clusters, path, *, true_labels=None, Z_labelled=None, y_labelled=None, title: str,
+                 axis_names: Sequence[str] = ("Latent dimension 1", "Latent dimension 2")) -> Path:
+    """Latent means Z (N, 2), in the figure's plane, coloured by GMM cluster (and, when labels exist, by true label)."""
     plt = _plt()
     panels = 2 if true_labels is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.6), squeeze=False, sharex=True, sharey=True)
@@ -132,8 +134,8 @@ def latent_space(Z, clusters, path, *, true_labels=None, Z_labelled=None, y_labe
         _scatter_by(ax, Z, labels, name=name)
         if Z_labelled is not None:
             _mark_labelled(ax, Z_labelled, y_labelled)
-        ax.set_xlabel("Latent dimension 1")
-        ax.set_ylabel("Latent dimension 2")
+        ax.set_xlabel(axis_names[0])
+        ax.set_ylabel(axis_names[1])
         ax.set_title(sub)
         _legend(ax)
     fig.suptitle(title)
@@ -148,8 +150,14 @@ def ellipse_points(mean: np.ndarray, cov: np.ndarray, n_sigma: float, n: int = 2
     return mean + n_sigma * (circle * np.sqrt(eigval)) @ eigvec.T
 
 
-def gmm_ellipses(Z, gmm, path, *, Z_labelled=None, y_labelled=None, title: str, grid_points: int = 300) -> Path:
-    """Latent means with each component's 1σ and 2σ ellipses, its mean, and shaded decision regions."""
+def gmm_ellipses(Z, path, *, means, covariances, component_classes, classes, predict, Z_labelled=None,
+                 y_labelled=None, title: str, axis_names: Sequence[str] = ("Latent dimension 1", "Latent dimension 2"),
+                 grid_points: int = 300) -> Path:
+    """Latent means with each component's 1σ and 2σ ellipses, its mean, and shaded decision regions.
+
+    Everything is given in the figure's plane: Z (N, 2), means (K, 2), covariances (K, 2, 2); ``predict``
+    maps plane points (M, 2) to classes, ``classes`` (C,) sorted.
+    """
     plt = _plt()
     from matplotlib.colors import ListedColormap
 
@@ -159,14 +167,11 @@ def gmm_ellipses(Z, gmm, path, *, Z_labelled=None, y_labelled=None, title: str, 
     xs = np.linspace(lo[0] - margin[0], hi[0] + margin[0], grid_points)
     ys = np.linspace(lo[1] - margin[1], hi[1] + margin[1], grid_points)
     gx, gy = np.meshgrid(xs, ys)
-    mesh = np.zeros((gx.size, gmm.n_features_))
-    mesh[:, 0], mesh[:, 1] = gx.ravel(), gy.ravel()  # other latent dimensions at 0
-    region = np.searchsorted(gmm.classes_, gmm.predict(mesh)).reshape(gx.shape)
-    cmap = ListedColormap([_colour(c) for c in gmm.classes_])
-    ax.contourf(gx, gy, region, levels=np.arange(len(gmm.classes_) + 1) - 0.5, cmap=cmap, alpha=0.12)
+    region = np.searchsorted(classes, predict(np.stack([gx.ravel(), gy.ravel()], axis=1))).reshape(gx.shape)
+    cmap = ListedColormap([_colour(c) for c in classes])
+    ax.contourf(gx, gy, region, levels=np.arange(len(classes) + 1) - 0.5, cmap=cmap, alpha=0.12)
     ax.scatter(Z[:, 0], Z[:, 1], s=1.5, color="0.35", alpha=0.25, rasterized=True, label="training image (latent mean)")
-    for k, label in enumerate(gmm.component_classes_):
-        mean, cov = gmm.means_[k, :2], gmm.covariances_[k, :2, :2]
+    for mean, cov, label in zip(means, covariances, component_classes):
         for n_sigma, style in ((1, "-"), (2, "--")):
             pts = ellipse_points(mean, cov, n_sigma)
             ax.plot(pts[:, 0], pts[:, 1], style, color=_colour(label), linewidth=2)
@@ -178,8 +183,8 @@ def gmm_ellipses(Z, gmm, path, *, Z_labelled=None, y_labelled=None, title: str, 
     ax.plot([], [], "-", color="black", label="1σ ellipse (39% of a Gaussian)")
     ax.plot([], [], "--", color="black", label="2σ ellipse (86%)")
     ax.set_xlim(xs[0], xs[-1]), ax.set_ylim(ys[0], ys[-1])
-    ax.set_xlabel("Latent dimension 1")
-    ax.set_ylabel("Latent dimension 2")
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
     ax.set_title(title)
     _legend(ax)
     return _save(fig, path)

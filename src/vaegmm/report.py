@@ -10,7 +10,7 @@ import numpy as np
 from .analysis import explain, latent_analysis
 from .document import Report
 from .evaluation import evaluate
-from .figures import make_figures
+from .figures import LatentPlane, make_figures
 from .runs import open_run
 from .storage import atomic_write_bytes
 
@@ -90,8 +90,8 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
         rep.paragraph("No test file was given, so no metrics were computed (use --test).")
     rep.heading("Figures")
     if model.config.latent_dim > 2:
-        rep.paragraph(f"The latent space has {model.config.latent_dim} dimensions; the figures show latent dimensions 1 "
-                      "and 2, the others held at 0.")
+        rep.paragraph(f"The latent space has {model.config.latent_dim} dimensions; the scatter, ellipse and grid figures "
+                      f"show {LatentPlane.for_latents(run['Z']).describe()}. The measurements below use every dimension.")
     for name, path in figures.items():
         rep.figure(path, CAPTIONS[name])
     rep.heading("The latent space, measured")
