@@ -120,7 +120,7 @@ def test_bad_validation_sets_fail_before_training(case, files, capsys, tmp_path,
 def test_a_requested_digit_without_labelled_image(files, capsys, tmp_path):
     code = main(["train", "--train", str(files / "train.npz"), "--val", str(files / "val.npz"), "--out-dir", str(tmp_path / "o"),
                  "--digits", "1,4,7", *TINY])
-    _expect_error(capsys, code, "val.npz", "no labelled image of digit(s) [7]")
+    _expect_error(capsys, code, "val.npz", "no labelled image of class(es) [7]")
     assert not (tmp_path / "o" / "vae.pth").exists()
 
 
@@ -133,7 +133,8 @@ def test_a_requested_digit_without_labelled_image(files, capsys, tmp_path):
     (["--latent-dim", "0"], "latent_dim (--latent-dim) must be >= 1"),
     (["--lr", "nan"], "lr must be a finite number > 0"),
     (["--gmm-max-iter", "0"], "max_iter (--gmm-max-iter) must be >= 1"),
-    (["--seedings", "kmeans,spectral"], "seedings must be a non-empty list without repeats from ['kmeans', 'nearest']"),
+    (["--seedings", "kmeans,spectral"], "seedings must be a non-empty list without repeats from ['kmeans', 'nearest', 'spreading']"),
+    (["--flag-rate", "0"], "flag_rate (--flag-rate) must be in (0, 1)"),
     (["--max-class-shift", "2"], "max_class_shift must be in [0, 1]"),
 ])
 def test_out_of_range_training_option_is_a_usage_error_before_any_work(option, fragment, files, capsys, tmp_path):

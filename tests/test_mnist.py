@@ -142,3 +142,29 @@ def test_unreachable_mirror_says_where_to_put_the_files(tmp_path):
         fetch_mnist(dest, mirrors=(f"http://127.0.0.1:{port}/",), timeout=2, progress=False)
     with pytest.raises(DataError, match="no MNIST files found"):
         load_mnist(tmp_path / "empty", download=False)
+
+
+def test_idx_image_files_train_and_classify_like_npz(tmp_path):
+    import gzip
+
+    from vaegmm.cli import main
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([2, 5, 9], 40).astype(np.uint8)
+    images = rng.integers(0, 256, (120, 9, 11), dtype=np.uint8)  # neither square nor 28x28
+    for name, arr in (("train-images-idx3-ubyte.gz", images), ("train-labels-idx1-ubyte.gz", labels)):
+        header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
+        with gzip.open(tmp_path / name, "wb") as fh:
+            fh.write(header + arr.tobytes())
+    np.savez(tmp_path / "val.npz", data=images[::20], labels=labels[::20])
+    assert main(["train", "--train", str(tmp_path / "train-images-idx3-ubyte.gz"), "--val", str(tmp_path / "val.npz"),
+                 "--out-dir", str(tmp_path / "run"), "--epochs", "1", "--hidden", "16", "--no-progress"]) == 0
+    assert main(["classify", str(tmp_path / "train-images-idx3-ubyte.gz"), "--model", str(tmp_path / "run/vae.pth"),
+                 "--gmm", str(tmp_path / "run/gmm_params.pkl"), "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = np.loadtxt(tmp_path / "p.csv", skiprows=1, delimiter=",", usecols=0, dtype=int)
+    assert len(predicted) == 120 and set(predicted) <= {2, 5, 9}
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
+    from vaegmm.data import load_images
+    from vaegmm.errors import DataError
+    with pytest.raises(DataError, match="no labels; expected them in .*train-labels-idx1-ubyte.gz"):
+        load_images(tmp_path / "train-images-idx3-ubyte.gz", require_labels=True)

@@ -45,7 +45,7 @@ def test_report_has_every_section_and_figure(run_dir, small_course_files, capsys
         assert key in md, key
     assert "| gmm.reg_covar | 1e-06 |" in md  # printed by magnitude, not as 0.0000
     for digit in (1, 4, 8):
-        assert f"**Digit {digit}**" in md
+        assert f"**Class {digit}**" in md
     assert "Bhattacharyya distance" in md and "inside its 1σ ellipse" in md
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURES)  # self-contained
@@ -98,7 +98,7 @@ def test_analysis_measures_gaussian_and_non_gaussian_clusters():
     lab = np.concatenate([np.flatnonzero(y == k)[:5] for k in range(3)])
     gmm = few_label(X, X[lab], y[lab]).gmm_
     analysis = latent_analysis(gmm, X, confusion=np.diag([4000, 4000, 4000]))
-    blob, _, circle = analysis["digits"]
+    blob, _, circle = analysis["classes"]
     assert blob["inside_1sigma"] == pytest.approx(0.393, abs=0.03)
     assert blob["inside_2sigma"] == pytest.approx(0.865, abs=0.03)
     assert blob["principal_std"] == pytest.approx([2.0, 0.5], rel=0.05)

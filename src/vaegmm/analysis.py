@@ -44,17 +44,17 @@ def _gaussian_shape(mean: np.ndarray, cov: np.ndarray, pts: np.ndarray) -> dict:
 
 
 def latent_analysis(gmm, Z: np.ndarray, *, confusion: np.ndarray | None = None) -> dict:
-    """Shape statistics of each digit's cluster and component, separations between digits, confusions.
+    """Shape statistics of each class's cluster and component, separations between classes, confusions.
 
-    Z (N, D): latent means of the training images; each point belongs to the digit (and component)
-    of highest posterior. A digit modelled by several components is summarised by the single
+    Z (N, D): latent means of the training images; each point belongs to the class (and component)
+    of highest posterior. A class modelled by several components is summarised by the single
     Gaussian with the same mean and covariance as its components together (moment matching).
     confusion (C, C): test confusion matrix in ``gmm.classes_`` order (rows true, columns predicted).
     """
     n_features = Z.shape[1]
-    digit_of_point = gmm.predict(Z)
+    class_of_point = gmm.predict(Z)
     component_of_point = gmm.predict_component(Z)
-    digits, summaries = [], {}
+    per_class, summaries = [], {}
     for label in gmm.classes_.tolist():
         own = np.flatnonzero(gmm.component_classes_ == label)
         w = gmm.weights_[own]
@@ -67,14 +67,14 @@ def latent_analysis(gmm, Z: np.ndarray, *, confusion: np.ndarray | None = None) 
              **_gaussian_shape(gmm.means_[k], gmm.covariances_[k], Z[component_of_point == k])}
             for k in own
         ]
-        digits.append({"digit": label, "weight": float(w.sum()), "components": components,
-                       **_gaussian_shape(mean, cov, Z[digit_of_point == label])})
+        per_class.append({"class": label, "weight": float(w.sum()), "components": components,
+                       **_gaussian_shape(mean, cov, Z[class_of_point == label])})
     pairs = []
     labels = gmm.classes_.tolist()
     for i in range(len(labels)):
         for j in range(i + 1, len(labels)):
             (m1, c1), (m2, c2) = summaries[labels[i]], summaries[labels[j]]
-            pairs.append({"digits": [labels[i], labels[j]], "bhattacharyya": bhattacharyya(m1, c1, m2, c2)})
+            pairs.append({"classes": [labels[i], labels[j]], "bhattacharyya": bhattacharyya(m1, c1, m2, c2)})
     confusions = []
     if confusion is not None:
         for a in range(len(labels)):
@@ -84,7 +84,7 @@ def latent_analysis(gmm, Z: np.ndarray, *, confusion: np.ndarray | None = None) 
                                        "rate": float(confusion[a, b] / confusion[a].sum())})
         confusions.sort(key=lambda c: -c["count"])
     return {"expected_inside_1sigma": float(chi2.cdf(1, n_features)), "expected_inside_2sigma": float(chi2.cdf(4, n_features)),
-            "digits": digits, "pairs": sorted(pairs, key=lambda p: p["bhattacharyya"]), "confusions": confusions,
+            "classes": per_class, "pairs": sorted(pairs, key=lambda p: p["bhattacharyya"]), "confusions": confusions,
             "confusion_known": confusion is not None}
 
 
@@ -108,7 +108,7 @@ def explain(analysis: dict) -> list[str]:
     """Sentences generated from :func:`latent_analysis`; every number is measured."""
     e1, e2 = analysis["expected_inside_1sigma"], analysis["expected_inside_2sigma"]
     out = []
-    for d in analysis["digits"]:
+    for d in analysis["classes"]:
         form, ratio = _form(d["principal_std"])
         spread = ", ".join(f"{s:.2f} along latent dimension {i + 1}" for i, s in enumerate(d["std_per_dimension"]))
         mean = ", ".join(f"{m:.2f}" for m in d["mean"])
@@ -119,7 +119,7 @@ def explain(analysis: dict) -> list[str]:
             for c in comps
         )
         out.append(
-            f"**Digit {d['digit']}** (weight {d['weight']:.1%}, {d['n_points']} training images): centred at ({mean}); "
+            f"**Class {d['class']}** (weight {d['weight']:.1%}, {d['n_points']} training images): centred at ({mean}); "
             f"standard deviation {spread}. Its principal axes have standard deviations "
             f"{' and '.join(f'{s:.2f}' for s in d['principal_std'])}, the major one at {d['major_axis_angle_deg']:.0f}° "
             f"from latent dimension 1: the cluster is {form} (axis ratio {ratio:.1f}). {d['inside_1sigma']:.0%} of its "
@@ -129,12 +129,12 @@ def explain(analysis: dict) -> list[str]:
         )
     for p in analysis["pairs"]:
         out.append(
-            f"Digits {p['digits'][0]} and {p['digits'][1]}: Bhattacharyya distance {p['bhattacharyya']:.2f} between "
+            f"Classes {p['classes'][0]} and {p['classes'][1]}: Bhattacharyya distance {p['bhattacharyya']:.2f} between "
             f"their clusters, so these overlap by at most {math.exp(-p['bhattacharyya']):.1%}."
         )
     if len(analysis["pairs"]) > 1:
         closest = analysis["pairs"][0]
-        out.append(f"The closest pair is {closest['digits'][0]} and {closest['digits'][1]}.")
+        out.append(f"The closest pair is {closest['classes'][0]} and {closest['classes'][1]}.")
     if analysis["confusions"]:
         parts = [f"{c['count']} test images of {c['true']} were taken for {c['predicted']} ({c['rate']:.1%} of the {c['true']}s)"
                  for c in analysis["confusions"][:6]]

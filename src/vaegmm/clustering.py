@@ -1,4 +1,4 @@
-"""k-means and the labelled seedings that give the few-label fit its first partition of the data."""
+"""k-means, and the labelled seedings that give the few-label fit its first partition of the data."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ DISTANCE_BLOCK = 4096
 # Up to this many features, distances are summed feature by feature (exact, and fastest for a few);
 # above it, through one matrix product.
 FEATURE_LOOP_MAX_DIM = 4
+# Label spreading as Zhou et al. (2004) and scikit-learn's LabelSpreading(kernel="knn") run it by default.
+SPREAD_NEIGHBOURS = 10
+SPREAD_ALPHA = 0.99
+SPREAD_ITERATIONS = 100
 
 
 def squared_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -90,4 +94,38 @@ def nearest_labelled(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarr
     return y_labelled[nearest_centre(X, X_labelled)]
 
 
-SEEDINGS = {"kmeans": seeded_kmeans, "nearest": nearest_labelled}
+def spread_labels(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray, classes: np.ndarray, *,
+                  n_neighbors: int = SPREAD_NEIGHBOURS, alpha: float = SPREAD_ALPHA, n_iter: int = SPREAD_ITERATIONS) -> np.ndarray:
+    """Label spreading over the k-nearest-neighbour graph of all points (Zhou et al. 2004, "Learning with
+    local and global consistency"): F <- alpha S F + (1 - alpha) Y with S = D^-1/2 W D^-1/2, W the
+    symmetrised kNN graph. Labels flow along dense regions and stop at sparse borders, so a class shaped
+    like a curve or made of several blobs is followed where nearest-mean rules cut across it.
+    X (N, D). Returns the class of each row of X: (N,).
+    """
+    from scipy import sparse
+    from scipy.spatial import cKDTree
+
+    points = np.concatenate([X, X_labelled])  # (N + M, D)
+    n = len(points)
+    k = min(n_neighbors, n - 1)
+    if k < 1:
+        return nearest_labelled(X, X_labelled, y_labelled, classes)
+    _, idx = cKDTree(points).query(points, k=list(range(2, k + 2)))  # (n, k), self excluded
+    rows = np.repeat(np.arange(n), k)
+    W = sparse.csr_matrix((np.ones(n * k), (rows, idx.ravel())), shape=(n, n))
+    W = W.maximum(W.T)  # symmetric: an edge if either end counts the other among its neighbours
+    inv_sqrt_degree = 1.0 / np.sqrt(np.asarray(W.sum(axis=1)).ravel())  # (n,)
+    S = sparse.diags(inv_sqrt_degree) @ W @ sparse.diags(inv_sqrt_degree)
+    Y = np.zeros((n, len(classes)))
+    Y[len(X) + np.arange(len(X_labelled)), np.searchsorted(classes, y_labelled)] = 1.0
+    F = Y.copy()
+    for _ in range(n_iter):
+        F = alpha * (S @ F) + (1 - alpha) * Y
+    unreached = F[: len(X)].max(axis=1) <= 0  # a component of the graph without a labelled point
+    out = classes[F[: len(X)].argmax(axis=1)]
+    if unreached.any():
+        out[unreached] = nearest_labelled(X[unreached], X_labelled, y_labelled, classes)
+    return out
+
+
+SEEDINGS = {"kmeans": seeded_kmeans, "nearest": nearest_labelled, "spreading": spread_labels}

@@ -20,7 +20,7 @@ from .errors import ConfigError
 
 RECON_LOSSES = ("bce", "mse")
 LR_SCHEDULES = ("constant", "cosine")
-SEEDINGS = ("kmeans", "nearest")
+SEEDINGS = ("kmeans", "nearest", "spreading")
 SCHEDULES = ("direct", "doubling")
 # Beyond this the model no longer "trains fast on a laptop CPU"; a typo such as --hidden 8000,4000 is caught early.
 MAX_PARAMETERS = 20_000_000
@@ -142,7 +142,7 @@ class GMMConfig(_Config):
     max_class_shift: float = _opt(0.05, "largest share of points the joint EM may move across classes")
     max_partition_rounds: int = _opt(50, "most rounds of per-class EM and re-assignment")
     partition_tol: float = _opt(1e-3, "the rounds stop once at most this share of points changes class")
-    seedings: tuple[str, ...] = _opt(SEEDINGS, f"initial partitions tried, from {list(SEEDINGS)}")
+    seedings: tuple[str, ...] = _opt(("kmeans", "nearest"), f"initial partitions tried, from {list(SEEDINGS)}")
     schedules: tuple[str, ...] = _opt(SCHEDULES, f"ways to reach components_per_class, from {list(SCHEDULES)}")
     n_neighbors: int = _opt(10, "neighbours per point in the graph whose cut edges rank the candidate fits")
     label_slack: int = _opt(1, "a candidate may misplace this many more labelled points than the best one")
@@ -166,3 +166,14 @@ class GMMConfig(_Config):
         _require(self.n_neighbors >= 1, "n_neighbors", self.n_neighbors, ">= 1")
         _require(self.label_slack >= 0, "label_slack", self.label_slack, ">= 0")
         _require(self.max_fit_points >= 2, "max_fit_points", self.max_fit_points, ">= 2")
+
+
+@dataclass(frozen=True)
+class NoveltyConfig(_Config):
+    """How images that belong to no known class are flagged (see :mod:`vaegmm.novelty`)."""
+
+    flag_rate: float = _opt(0.01, "share of the training images the novelty threshold flags; new images scoring "
+                                  "above it are reported as belonging to no known class")
+
+    def __post_init__(self) -> None:
+        _require(0 < self.flag_rate < 1, "flag_rate (--flag-rate)", self.flag_rate, "in (0, 1)")

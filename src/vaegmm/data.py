@@ -148,6 +148,33 @@ def load_npz(path: str | Path, *, require_labels: bool = False) -> Dataset:
     return Dataset(images=images, labels=labels, source=source, stored_shape=tuple(raw_images.shape))
 
 
+def is_idx_file(path: str | Path) -> bool:
+    """True for an IDX file (MNIST's own format), raw or gzipped: it starts with two zero bytes."""
+    import gzip
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size < 4:
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:2] == b"\x1f\x8b":  # gzip
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(4)
+        except OSError:
+            return False
+    return len(head) == 4 and head[0] == 0 and head[1] == 0 and head[3] == 3  # three axes: (N, H, W)
+
+
+def load_images(path: str | Path, *, require_labels: bool = False) -> Dataset:
+    """Images from an .npz file (see :func:`load_npz`) or an IDX image file (see :func:`vaegmm.mnist.load_idx_dataset`)."""
+    if is_idx_file(path):
+        from .mnist import load_idx_dataset
+
+        return load_idx_dataset(path, require_labels=require_labels)
+    return load_npz(path, require_labels=require_labels)
+
+
 def check_labelled_set(dataset: Dataset, *, min_classes: int = 2) -> np.ndarray:
     """Return the sorted classes of a labelled set, refusing sets EM cannot be seeded from."""
     if dataset.labels is None:
@@ -156,7 +183,7 @@ def check_labelled_set(dataset: Dataset, *, min_classes: int = 2) -> np.ndarray:
     if len(classes) < min_classes:
         raise DataError(
             f"{dataset.source}: labels hold {len(classes)} class ({classes.tolist()}); expected at least "
-            f"{min_classes} classes with labelled images each. Add labelled images of the other digits."
+            f"{min_classes} classes with labelled images each. Add labelled images of the other classes."
         )
     return classes
 

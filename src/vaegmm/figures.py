@@ -18,6 +18,8 @@ FIGURES = {
     "gmm": "gmm_ellipses.png",
     "curves": "training_curves.png",
     "confusion": "confusion_matrix.png",
+    "novelty": "novelty_scores.png",
+    "novelty_examples": "novelty_examples.png",
 }
 MANIFOLD_SIDE = 20
 MANIFOLD_QUANTILES = (0.05, 0.95)
@@ -67,10 +69,12 @@ class LatentPlane:
                 f"in the {self.axes.shape[0]}-D latent space")
 
 
-def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusion, history) -> dict[str, Path]:
+def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusion, history,
+                 novelty_scores: dict | None = None) -> dict[str, Path]:
     """Every figure of the report, into RUN_DIR/figures/.
 
-    Z (N, D): the training images' latent means; confusion (C, C) on the test images, or None.
+    Z (N, D): the training images' latent means; confusion (C, C) on the test images, or None;
+    novelty_scores: {"train": (N,), "test": (M,), "threshold", "flag_rate"}, or None.
     """
     from scipy.stats import norm
 
@@ -103,7 +107,7 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     per_component = [gmm.sample(SAMPLES_PER_ROW, random_state=k, component=k)[0] for k in range(len(gmm.weights_))]
     plots.image_grid(decode_latents(model, np.concatenate(per_component)), len(per_component), SAMPLES_PER_ROW,
                      paths["component_samples"], title="Samples from each GMM component, decoded",
-                     row_labels=[f"digit {c} (comp. {k})" for k, c in enumerate(gmm.component_classes_)])
+                     row_labels=[f"class {c} (comp. {k})" for k, c in enumerate(gmm.component_classes_)])
     Z_lab = encode_means(model, labelled.images)
     plots.latent_space(plane.project(Z), gmm.predict(Z), paths["latent"], true_labels=train.labels,
                        Z_labelled=plane.project(Z_lab), y_labelled=labelled.labels, axis_names=plane.names,
@@ -119,4 +123,19 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
         plots.confusion(confusion, gmm.classes_.tolist(), paths["confusion"], title=f"Confusion on {len(test)} test images")
     else:
         paths.pop("confusion")
+    if novelty_scores is not None:
+        train_scores, test_scores, threshold = novelty_scores["train"], novelty_scores["test"], novelty_scores["threshold"]
+        plots.score_histogram(train_scores, test_scores, threshold, paths["novelty"],
+                              title=f"Novelty scores; the threshold flags {novelty_scores['flag_rate']:.1%} of the training images")
+        order = np.argsort(test_scores)
+        flagged = order[test_scores[order] > threshold][::-1][:SAMPLES_PER_ROW]
+        rows = [order[:SAMPLES_PER_ROW], order[::-1][:SAMPLES_PER_ROW]] + ([flagged] if len(flagged) else [])
+        pictures = np.ones((len(rows) * SAMPLES_PER_ROW, *test.images.shape[1:]), dtype=np.float32)
+        for r, idx in enumerate(rows):
+            pictures[r * SAMPLES_PER_ROW: r * SAMPLES_PER_ROW + len(idx)] = test.images[idx]
+        plots.image_grid(pictures, len(rows), SAMPLES_PER_ROW, paths["novelty_examples"],
+                         title="Test images by novelty score",
+                         row_labels=["most typical", "least typical", "flagged"][: len(rows)])
+    else:
+        paths.pop("novelty"), paths.pop("novelty_examples")
     return paths

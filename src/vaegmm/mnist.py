@@ -47,6 +47,30 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
+def idx_labels_path(images_path: Path) -> Path:
+    """Where the labels of an IDX image file are by MNIST's naming: '...images-idx3...' -> '...labels-idx1...'."""
+    return images_path.with_name(images_path.name.replace("images", "labels").replace("idx3", "idx1"))
+
+
+def load_idx_dataset(path: str | Path, *, require_labels: bool = False) -> Dataset:
+    """Grey images from an IDX file (N, H, W), raw or gzipped, with labels from the IDX file beside it when
+    there is one (named as MNIST names them, see :func:`idx_labels_path`)."""
+    path = Path(path)
+    raw = read_idx(path)
+    images = as_images(raw, str(path), "images")
+    labels_path = idx_labels_path(path)
+    labels = None
+    if labels_path != path and labels_path.is_file():
+        labels = read_idx(labels_path).astype(np.int64)
+        if labels.shape != (len(images),):
+            raise DataError(f"{labels_path}: holds {labels.shape} labels for the {len(images)} images of {path}; "
+                            "expected one label per image.")
+    elif require_labels:
+        raise DataError(f"{path}: no labels; expected them in {labels_path} (IDX labels beside IDX images, named as "
+                        "MNIST names them), or give an .npz file with keys 'data' and 'labels'.")
+    return Dataset(images=images, labels=labels, source=str(path), stored_shape=tuple(raw.shape))
+
+
 def _find_idx(data_dir: Path, stem: str) -> Path | None:
     for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
         if (data_dir / name).is_file():

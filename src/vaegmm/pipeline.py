@@ -14,13 +14,14 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import GMMConfig, TrainConfig, VAEConfig
+from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from .data import Dataset, check_labelled_set, check_same_image_shape
 from .errors import DataError, ModelFileError
 from .evaluation import classification_metrics, reconstruction_metrics
 from .fewlabel import FewLabelGMM
 from .gmm import GaussianMixture
-from .model import VAE, count_parameters, encode_means, load_model, reconstruct, save_model
+from .model import VAE, count_parameters, encode_means, encode_statistics, load_model, reconstruct, save_model
+from .novelty import FEATURES, NoveltyDetector, novelty_features
 from .storage import atomic_output, atomic_write_bytes, check_output_path, load_plain_pickle, save_plain_pickle
 from .training import pick_device, train_vae
 
@@ -41,24 +42,26 @@ def environment() -> dict:
     }
 
 
-def fit_gmm(model: VAE, train: Dataset, labelled: Dataset, *, config: GMMConfig, seed: int) -> FewLabelGMM:
-    """The few-label fit on the training images' latent means, seeded by the labelled images."""
-    z_train = encode_means(model, train.images)  # (N, latent_dim)
-    z_labelled = encode_means(model, labelled.images)  # (M, latent_dim)
-    for z, data in ((z_train, train), (z_labelled, labelled)):
+def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset, *, config: GMMConfig, seed: int,
+            source: str) -> FewLabelGMM:
+    """The few-label fit on the training images' latent means z_train (N, latent_dim), seeded by the labelled
+    images' latent means (M, latent_dim). ``source`` names the training file in errors."""
+    for z, where in ((z_train, source), (labelled_latents, labelled.source)):
         if not np.isfinite(z).all():
             raise FloatingPointError(
-                f"{data.source}: the trained encoder maps {int((~np.isfinite(z).all(axis=1)).sum())} images to NaN or "
+                f"{where}: the trained encoder maps {int((~np.isfinite(z).all(axis=1)).sum())} images to NaN or "
                 "infinite latent means: training diverged; lower the learning rate (--lr)."
             )
-    return FewLabelGMM(config, random_state=seed).fit(z_train, z_labelled, labelled.labels)
+    return FewLabelGMM(config, random_state=seed).fit(z_train, labelled_latents, labelled.labels)
 
 
-def gmm_file_state(fit: FewLabelGMM, model: VAE) -> dict:
-    """What gmm_params.pkl holds: the mixture, the settings and choices that made it, and the VAE it belongs to."""
+def gmm_file_state(fit: FewLabelGMM, model: VAE, novelty: NoveltyDetector, novelty_config: NoveltyConfig) -> dict:
+    """What gmm_params.pkl holds: the mixture, the settings and choices that made it, the novelty
+    calibration, and the VAE it belongs to."""
     state = fit.gmm_.to_dict()
     state["config"] = fit.config.to_dict()
     state["fit"] = fit.summary()
+    state["novelty"] = {**novelty.to_dict(), "config": novelty_config.to_dict()}
     state["vae"] = {"latent_dim": model.config.latent_dim, "fingerprint": model_fingerprint(model)}
     return state
 
@@ -70,6 +73,7 @@ def train_and_fit(
     model_config: VAEConfig,
     train_config: TrainConfig,
     gmm_config: GMMConfig,
+    novelty_config: NoveltyConfig | None = None,
     model_path: str | Path,
     gmm_path: str | Path,
     log_path: str | Path | None = None,
@@ -92,8 +96,8 @@ def train_and_fit(
         missing = sorted(set(digits) - set(classes.tolist()))
         if missing:
             raise DataError(
-                f"{labelled.source}: no labelled image of digit(s) {missing}; found labels {classes.tolist()}. "
-                "Add labelled images of every digit, or leave those digits out."
+                f"{labelled.source}: no labelled image of class(es) {missing}; found labels {classes.tolist()}. "
+                "Add labelled images of every class, or leave those classes out of --digits."
             )
         keep = np.isin(labelled.labels, digits)
         labelled = Dataset(labelled.images[keep], labelled.labels[keep], labelled.source)
@@ -106,17 +110,25 @@ def train_and_fit(
         log_path=log_path, checkpoint_path=checkpoint_path, resume=resume, progress=progress,
     )
     model = result.model
-    fit_start = time.perf_counter()
-    fit = fit_gmm(model, train, labelled, config=gmm_config, seed=train_config.seed)
-    gmm_seconds = time.perf_counter() - fit_start
-    state = gmm_file_state(fit, model)
+    novelty_config = novelty_config or NoveltyConfig()
+    start = time.perf_counter()
+    statistics = encode_statistics(model, train.images)  # one encoder and one decoder pass: μ, log σ², error
+    encode_seconds = time.perf_counter() - start
+    fit = fit_gmm(statistics["mu"], encode_means(model, labelled.images), labelled, config=gmm_config,
+                  seed=train_config.seed, source=train.source)
+    gmm_seconds = time.perf_counter() - start - encode_seconds
+    novelty = NoveltyDetector().fit(novelty_features(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate)
+    state = gmm_file_state(fit, model, novelty, novelty_config)
     summary = {
         "parameters": count_parameters(model),
         "train_seconds": result.seconds,
+        "encode_seconds": encode_seconds,
         "gmm_seconds": gmm_seconds,
         "device": result.device,
         "final_epoch": result.history[-1],
         "gmm": fit.summary(),
+        "novelty": {"threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_,
+                    "calibrated_on": f"{novelty.n_calibration_} training images", "features": list(FEATURES)},
     }
     save_model(model, model_path, train_config=train_config,
                extra={"fingerprint": state["vae"]["fingerprint"], "train_seconds": result.seconds})
@@ -124,7 +136,8 @@ def train_and_fit(
     if run_info_path:
         info = {
             "model_config": model_config.to_dict(), "train_config": train_config.to_dict(),
-            "gmm_config": gmm_config.to_dict(), "environment": environment(), "summary": summary,
+            "gmm_config": gmm_config.to_dict(), "novelty_config": novelty_config.to_dict(),
+            "environment": environment(), "summary": summary,
             "train_file": train.source, "labelled_file": labelled.source, "n_train": len(train),
             "n_labelled": len(labelled), "history": result.history, "data": data_spec,
         }
@@ -133,8 +146,9 @@ def train_and_fit(
     return summary
 
 
-def load_gmm_for(gmm_path: str | Path, model: VAE, model_path: str | Path) -> GaussianMixture:
-    """Load a GMM file safely and check that it was fitted in this model's latent space."""
+def load_gmm_file(gmm_path: str | Path, model: VAE, model_path: str | Path) -> tuple[GaussianMixture, NoveltyDetector | None]:
+    """Load a GMM file safely, check that it was fitted in this model's latent space, and return the
+    mixture with its novelty calibration (None in files written before it existed)."""
     state = load_plain_pickle(gmm_path)
     gmm = GaussianMixture.from_dict(state, source=str(gmm_path))
     latent_dim = model.config.latent_dim
@@ -149,7 +163,13 @@ def load_gmm_for(gmm_path: str | Path, model: VAE, model_path: str | Path) -> Ga
             f"{gmm_path}: was fitted on another model's latent space than {model_path}. Use the GMM file "
             "written together with this model by 'train', or re-run 'train'."
         )
-    return gmm
+    novelty = NoveltyDetector.from_dict(state["novelty"], source=str(gmm_path)) if "novelty" in state else None
+    return gmm, novelty
+
+
+def load_gmm_for(gmm_path: str | Path, model: VAE, model_path: str | Path) -> GaussianMixture:
+    """The mixture of :func:`load_gmm_file`."""
+    return load_gmm_file(gmm_path, model, model_path)[0]
 
 
 def load_model_for(model_path: str | Path, dataset: Dataset | None = None, *, device: str = "auto") -> VAE:
@@ -170,19 +190,37 @@ def reconstruct_to_file(model: VAE, dataset: Dataset, out_path: str | Path) -> d
     return {**reconstruction_metrics(dataset.images, recon), "n_images": len(recon)}
 
 
-def classify_to_file(model: VAE, gmm: GaussianMixture, dataset: Dataset, out_path: str | Path) -> tuple[np.ndarray, dict | None]:
-    """Write ``Predicted_Label`` rows in input order; return predictions and metrics if labels exist."""
+def classify_to_file(model: VAE, gmm: GaussianMixture, dataset: Dataset, out_path: str | Path, *,
+                     novelty: NoveltyDetector | None = None) -> tuple[np.ndarray, dict | None, np.ndarray | None]:
+    """Write one row per image, in input order, and return predictions (N,), metrics (if labels exist) and
+    the novelty flags (N,) or None.
+
+    Without ``novelty`` the file has the course's single column ``Predicted_Label``. With it, also
+    ``Probability`` (the predicted class's posterior), ``Novelty_Score`` and ``Novel`` (1 when the
+    score is above the calibrated threshold: the image belongs to no known class); scoring costs one
+    decoder pass more than classifying.
+    """
     check_output_path(out_path)
-    predictions = gmm.predict(encode_means(model, dataset.images))  # (N,)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["Predicted_Label"])
-    writer.writerows([int(p)] for p in predictions)
+    flags = None
+    if novelty is None:
+        predictions = gmm.predict(encode_means(model, dataset.images))  # (N,)
+        writer.writerow(["Predicted_Label"])
+        writer.writerows([int(p)] for p in predictions)
+    else:
+        statistics = encode_statistics(model, dataset.images)
+        proba = gmm.predict_proba(statistics["mu"])  # (N, C)
+        predictions = gmm.classes_[proba.argmax(axis=1)]
+        scores = novelty.score(novelty_features(statistics, gmm))  # (N,)
+        flags = scores > novelty.threshold_
+        writer.writerow(["Predicted_Label", "Probability", "Novelty_Score", "Novel"])
+        writer.writerows([int(p), f"{q:.6f}", f"{s:.4f}", int(f)] for p, q, s, f in zip(predictions, proba.max(axis=1), scores, flags))
     atomic_write_bytes(out_path, buffer.getvalue().encode())
     metrics = None
     if dataset.labels is not None:
         metrics = classification_metrics(dataset.labels, predictions, gmm.classes_)["classification"]
-    return predictions, metrics
+    return predictions, metrics, flags
 
 
 def run_demo(
@@ -194,6 +232,7 @@ def run_demo(
     model_config: VAEConfig,
     train_config: TrainConfig,
     gmm_config: GMMConfig,
+    novelty_config: NoveltyConfig | None = None,
     progress: bool = True,
     device: str = "auto",
     notify=print,
@@ -216,7 +255,7 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     summary = train_and_fit(
         splits.train, splits.labelled, model_config=model_config, train_config=train_config, gmm_config=gmm_config,
-        model_path=out / "vae.pth", gmm_path=out / "gmm_params.pkl", log_path=out / "train_log.jsonl",
+        novelty_config=novelty_config, model_path=out / "vae.pth", gmm_path=out / "gmm_params.pkl", log_path=out / "train_log.jsonl",
         run_info_path=out / "run.json", progress=progress, device=device,
         data_spec={"kind": "mnist", "dir": str(folder.resolve()), "digits": list(digits),
                    "labels_per_digit": labels_per_digit, "seed": train_config.seed},

@@ -1,7 +1,7 @@
 """The report's figures, drawn with matplotlib's Agg backend and written atomically as PNG.
 
 Every function takes arrays (no model), so figures are cheap to test and reproducible.
-Colours follow the digit: digit d is drawn in tab10's colour d in every figure.
+Colours follow the class: class c is drawn in tab10's colour c in every figure.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def latent_space(Z, clusters, path, *, true_labels=None, Z_labelled=None, y_labe
     panels = 2 if true_labels is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.6), squeeze=False, sharex=True, sharey=True)
     for ax, (labels, name, sub) in zip(
-        axes[0], [(clusters, "cluster of digit", "coloured by GMM cluster"), (true_labels, "true digit", "coloured by true label")]
+        axes[0], [(clusters, "cluster of class", "coloured by GMM cluster"), (true_labels, "true class", "coloured by true label")]
     ):
         _scatter_by(ax, Z, labels, name=name)
         if Z_labelled is not None:
@@ -205,6 +205,23 @@ def training_curves(history: list[dict], path, *, title: str) -> Path:
     return _save(fig, path)
 
 
+def score_histogram(train_scores: np.ndarray, test_scores: np.ndarray, threshold: float, path, *, title: str) -> Path:
+    """Histograms of two score samples on a log scale of the score, and the threshold as a line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    low = max(min(train_scores.min(), test_scores.min()), 1e-3)
+    bins = np.geomspace(low, max(train_scores.max(), test_scores.max(), threshold) * 1.01, 60)
+    ax.hist(np.maximum(train_scores, low), bins=bins, alpha=0.55, density=True, label=f"training images ({len(train_scores)})")
+    ax.hist(np.maximum(test_scores, low), bins=bins, alpha=0.55, density=True, label=f"test images ({len(test_scores)})")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.2f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("novelty score (standard deviations above the training images)")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=9)
+    return _save(fig, path)
+
+
 def confusion(matrix: np.ndarray, classes: Sequence[int], path, *, title: str) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
@@ -215,7 +232,7 @@ def confusion(matrix: np.ndarray, classes: Sequence[int], path, *, title: str) -
                     color="white" if matrix[i, j] > matrix.max() / 2 else "black")
     ax.set_xticks(range(len(classes)), [str(c) for c in classes])
     ax.set_yticks(range(len(classes)), [str(c) for c in classes])
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
     ax.set_title(title)
     return _save(fig, path)

@@ -21,14 +21,24 @@ def write_json(path: Path, obj) -> None:
 
 def _evaluate_run(run_dir: Path, *, test_path, progress: bool) -> dict:
     """Open a run, encode its training images once, evaluate on the test images, draw every figure."""
-    from .model import encode_means
+    from .model import encode_statistics
+    from .novelty import novelty_features
 
-    info, model, gmm, train, labelled, test = open_run(run_dir, test_path=test_path, progress=progress)
-    Z = encode_means(model, train.images)  # (N, latent_dim)
+    info, model, gmm, novelty, train, labelled, test = open_run(run_dir, test_path=test_path, progress=progress)
+    train_stats = encode_statistics(model, train.images)
+    Z = train_stats["mu"]  # (N, latent_dim)
     evaluation = evaluate(model, gmm, test) if test is not None else {}
     confusion = np.array(evaluation["confusion"]) if "confusion" in evaluation else None
+    scores = None
+    if novelty is not None and test is not None:
+        scores = {"train": novelty.score(novelty_features(train_stats, gmm)),
+                  "test": novelty.score(novelty_features(encode_statistics(model, test.images), gmm)),
+                  "threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_}
+        evaluation["novelty"] = {"threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_,
+                                 "flagged_test": int((scores["test"] > novelty.threshold_).sum()),
+                                 "flagged_test_rate": float(np.mean(scores["test"] > novelty.threshold_))}
     figures = make_figures(run_dir, model=model, gmm=gmm, train=train, Z=Z, labelled=labelled, test=test,
-                           confusion=confusion, history=info["history"])
+                           confusion=confusion, history=info["history"], novelty_scores=scores)
     return {"info": info, "model": model, "gmm": gmm, "labelled": labelled, "test": test, "Z": Z,
             "evaluation": evaluation, "confusion": confusion, "figures": figures}
 
@@ -47,6 +57,8 @@ CAPTIONS = {
     "gmm": "The GMM's components with decision regions.",
     "curves": "Training curves.",
     "confusion": "Confusion matrix on the test images.",
+    "novelty": "Novelty scores of the training images (which set the threshold) and of the test images.",
+    "novelty_examples": "Test images by novelty score: the most typical, the least typical, and those flagged.",
 }
 
 
@@ -94,6 +106,13 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
                       f"show {LatentPlane.for_latents(run['Z']).describe()}. The measurements below use every dimension.")
     for name, path in figures.items():
         rep.figure(path, CAPTIONS[name])
+    if "novelty" in evaluation:
+        n = evaluation["novelty"]
+        rep.heading("Novelty: images of no known class")
+        rep.paragraph(f"Each image's novelty score is the larger of two standard scores against the training images: its "
+                      f"reconstruction error, and its latent mean's improbability under the GMM (vaegmm.novelty). The threshold "
+                      f"{n['threshold']:.2f} flags {n['flag_rate']:.1%} of the training images, on which it was calibrated; "
+                      f"it flags {n['flagged_test']} of the {evaluation['n_test']} test images ({n['flagged_test_rate']:.1%}).")
     rep.heading("The latent space, measured")
     for sentence in explain(analysis):
         rep.paragraph(sentence)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .data import load_npz
+from .data import load_images
 from .errors import DataError
 from .mnist import load_mnist
 
@@ -16,23 +16,24 @@ def load_run_data(info: dict, *, test_path=None, progress: bool = False):
     if spec.get("kind") == "mnist":
         splits = load_mnist(spec["dir"], digits=tuple(spec["digits"]), labels_per_digit=spec["labels_per_digit"],
                             seed=spec["seed"], progress=progress)
-        test = load_npz(test_path) if test_path else splits.test
+        test = load_images(test_path) if test_path else splits.test
         return splits.train, splits.labelled, test
     if spec.get("kind") == "files":
         test = test_path or spec.get("test")
-        return load_npz(spec["train"]), load_npz(spec["val"], require_labels=True), (load_npz(test) if test else None)
+        return load_images(spec["train"]), load_images(spec["val"], require_labels=True), (load_images(test) if test else None)
     raise DataError("run.json: records no training data; re-run 'vaegmm train' (or 'vaegmm demo') to make this run folder.")
 
 
 def open_run(run_dir: Path, *, test_path=None, progress: bool = False):
-    """A run folder's record, model, GMM and data: (info, model, gmm, train, labelled, test)."""
-    from .pipeline import load_gmm_for, load_model_for
+    """A run folder's record, model, GMM, novelty detector (or None) and data:
+    (info, model, gmm, novelty, train, labelled, test)."""
+    from .pipeline import load_gmm_file, load_model_for
 
     info_path = run_dir / "run.json"
     if not info_path.is_file():
         raise DataError(f"{info_path}: not found; RUN_DIR must be a folder written by 'vaegmm train --out-dir' or 'vaegmm demo'.")
     info = json.loads(info_path.read_text())
     model = load_model_for(run_dir / "vae.pth")
-    gmm = load_gmm_for(run_dir / "gmm_params.pkl", model, run_dir / "vae.pth")
+    gmm, novelty = load_gmm_file(run_dir / "gmm_params.pkl", model, run_dir / "vae.pth")
     train, labelled, test = load_run_data(info, test_path=test_path, progress=progress)
-    return info, model, gmm, train, labelled, test
+    return info, model, gmm, novelty, train, labelled, test

@@ -1,0 +1,167 @@
+"""Few labels, any classes: vaegmm's score with 5 labels per class against what its latent space allows.
+
+For each class set — MNIST digits {1,4,8}, {3,5,8}, {4,7,9}, all ten (from the full MNIST in
+../shared/data/mnist, or --mnist), and scikit-learn's 8x8 digits — it trains a VAE with the defaults on
+the training images (labels never read) and reports, over --draws seeded draws of 5 labelled training
+images per class:
+
+- vaegmm's score (mean of macro and micro F1) for each GMM variant in --variants, median and worst draw,
+  and the GMM fit time;
+- the latent space's ceiling: a 10-nearest-neighbour classifier given every training label;
+- the standard recipe: pytorch/examples' VAE (z = 2, 30 epochs) with scikit-learn's GaussianMixture
+  seeded by the labelled class means (--peer);
+- scikit-learn's LabelSpreading (kNN kernel) on the raw pixels with the same labels.
+
+The split is honest: with ``--split validation`` (the default) a seeded tenth of the training images
+is held out and scored (their labels are used only to score) and the VAE trains on the rest; defaults
+are chosen on these figures. ``--split test`` trains on every training image and scores the official
+test images: run it once, at the end. Results go to benchmarks/results/few_labels_<split>.json.
+
+    python benchmarks/few_labels.py [--sets 148,358,479,all,digits8] [--split validation|test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from compare import peer_gmm, train_peer  # noqa: E402
+
+from vaegmm.config import GMMConfig, TrainConfig, VAEConfig  # noqa: E402
+from vaegmm.data import as_images  # noqa: E402
+from vaegmm.evaluation import classification_metrics  # noqa: E402
+from vaegmm.fewlabel import FewLabelGMM  # noqa: E402
+from vaegmm.mnist import load_mnist_arrays  # noqa: E402
+from vaegmm.model import encode_means  # noqa: E402
+from vaegmm.training import train_vae  # noqa: E402
+
+SETS = {"148": (1, 4, 8), "358": (3, 5, 8), "479": (4, 7, 9), "all": tuple(range(10)), "digits8": None}
+LABELS_PER_CLASS = 5
+VALIDATION_SHARE = 0.1
+DIGITS8_TEST = 550  # scikit-learn's 1,797 8x8 digits: 1,247 for training, 550 for testing
+VARIANTS = {
+    "default": {},
+    "spreading": {"seedings": ("kmeans", "nearest", "spreading")},
+}
+
+
+def load_set(name: str, mnist_dir: Path, split: str, seed: int = 0):
+    """(train images, train labels, eval images, eval labels) as float32 (N, H, W) in [0, 1] and int64."""
+    if name == "digits8":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        images, labels = as_images(d.images * (255 / 16), "sklearn digits", "images"), d.target.astype(np.int64)
+        order = np.random.default_rng(seed).permutation(len(labels))
+        test, train = order[:DIGITS8_TEST], order[DIGITS8_TEST:]
+        x_train, y_train, x_test, y_test = images[train], labels[train], images[test], labels[test]
+    else:
+        arrays = load_mnist_arrays(mnist_dir)
+        keep = np.isin(arrays["train_labels"], SETS[name])
+        x_train = as_images(np.asarray(arrays["train_images"])[keep], "mnist", "train")
+        y_train = np.asarray(arrays["train_labels"])[keep].astype(np.int64)
+        keep = np.isin(arrays["test_labels"], SETS[name])
+        x_test = as_images(np.asarray(arrays["test_images"])[keep], "mnist", "test")
+        y_test = np.asarray(arrays["test_labels"])[keep].astype(np.int64)
+    if split == "test":
+        return x_train, y_train, x_test, y_test
+    order = np.random.default_rng(seed + 1).permutation(len(y_train))
+    n_val = int(round(VALIDATION_SHARE * len(order)))
+    val, rest = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return x_train[rest], y_train[rest], x_train[val], y_train[val]
+
+
+def draws(labels: np.ndarray, n_draws: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    classes = np.unique(labels)
+    return [np.concatenate([rng.choice(np.flatnonzero(labels == c), LABELS_PER_CLASS, replace=False) for c in classes])
+            for _ in range(n_draws)]
+
+
+def score(y_true, y_pred) -> float:
+    return classification_metrics(y_true, y_pred, np.unique(y_true))["classification"]["score"]
+
+
+def summary(scores: list[float], **extra) -> dict:
+    return {"scores": scores, "median": float(np.median(scores)), "worst": float(np.min(scores)), **extra}
+
+
+def run_set(name: str, args) -> dict:
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.semi_supervised import LabelSpreading
+
+    x_train, y_train, x_eval, y_eval = load_set(name, Path(args.mnist), args.split)
+    labelled_sets = draws(y_train, args.draws)
+    model_config = VAEConfig(image_shape=x_train.shape[1:], latent_dim=args.latent_dim)
+    result = train_vae(x_train, model_config=model_config, train_config=TrainConfig(), device=torch.device("cpu"),
+                       progress=False)
+    Z, Z_eval = encode_means(result.model, x_train), encode_means(result.model, x_eval)
+    out = {"set": name, "classes": np.unique(y_train).tolist(), "n_train": len(y_train), "n_eval": len(y_eval),
+           "split": args.split, "latent_dim": args.latent_dim, "train_seconds": result.seconds, "vaegmm": {}}
+    for variant in args.variants:
+        scores, seconds = [], []
+        for idx in labelled_sets:
+            start = time.perf_counter()
+            fit = FewLabelGMM(GMMConfig(**VARIANTS[variant]), random_state=0).fit(Z, Z[idx], y_train[idx])
+            seconds.append(time.perf_counter() - start)
+            scores.append(score(y_eval, fit.gmm_.predict(Z_eval)))
+        out["vaegmm"][variant] = summary(scores, fit_seconds_median=float(np.median(seconds)))
+    out["ceiling_knn_all_labels"] = score(y_eval, KNeighborsClassifier(10).fit(Z, y_train).predict(Z_eval))
+    if args.peer:
+        peer, seconds = train_peer(x_train)
+        Zp, Zp_eval = encode_means(peer, x_train), encode_means(peer, x_eval)
+        out["standard_recipe"] = summary([score(y_eval, peer_gmm(Zp, Zp[idx], y_train[idx])(Zp_eval)) for idx in labelled_sets],
+                                         train_seconds=seconds)
+    if args.pixels:
+        flat, flat_eval = x_train.reshape(len(x_train), -1), x_eval.reshape(len(x_eval), -1)
+        scores = []
+        for idx in labelled_sets:
+            y = np.full(len(y_train), -1)
+            y[idx] = y_train[idx]
+            spreading = LabelSpreading(kernel="knn", n_neighbors=10, n_jobs=-1).fit(flat, y)
+            scores.append(score(y_eval, spreading.predict(flat_eval)))
+        out["label_spreading_pixels"] = summary(scores)
+    print(json.dumps({k: (v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "scores"})
+                      for k, v in out.items()}), flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default="148,358,479,all,digits8", help=f"comma-separated, from {list(SETS)}")
+    parser.add_argument("--split", choices=("validation", "test"), default="validation")
+    parser.add_argument("--draws", type=int, default=5, help="label draws of 5 per class")
+    parser.add_argument("--latent-dim", type=int, default=VAEConfig().latent_dim)
+    parser.add_argument("--variants", default="default,spreading", help=f"GMM variants, from {list(VARIANTS)}")
+    parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the standard recipe")
+    parser.add_argument("--no-pixels", dest="pixels", action="store_false", help="skip LabelSpreading on pixels")
+    parser.add_argument("--mnist", default=os.environ.get("VAEGMM_DATA", HERE.parent.parent / "shared/data/mnist"))
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    args.variants = args.variants.split(",")
+    warnings.simplefilter("ignore")
+    results = [run_set(name, args) for name in args.sets.split(",")]
+    out = Path(args.out or HERE / "results" / f"few_labels_{args.split}_z{args.latent_dim}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "results": results, "variants": {k: GMMConfig(**v).to_dict() for k, v in VARIANTS.items() if k in args.variants},
+        "model": VAEConfig(latent_dim=args.latent_dim).to_dict(), "train": TrainConfig().to_dict(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }, indent=2))
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()

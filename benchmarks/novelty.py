@@ -1,0 +1,121 @@
+"""Does vaegmm know what it doesn't know? AUROC of novelty scores for images of no trained class.
+
+A model of MNIST digits 1/4/8 is trained with the defaults (as `vaegmm train` does, novelty threshold
+calibrated on its training images) and its 1/4/8 test images are scored against:
+
+(a) each other digit's MNIST test images, one AUROC per digit;
+(b) images that are not digits: uniform noise, blank (all 0), constant grey and white images, inverted
+    test digits, test digits shifted 10 pixels off-centre, rotated 90 degrees, and with heavy noise.
+
+It reports AUROC for each group and three scores — the negative ELBO alone (reconstruction error plus KL,
+decoded at the latent mean), the latent density alone (-log p(mu) under the GMM), and vaegmm's novelty
+score (the four statistics of vaegmm.novelty, Mahalanobis-combined) — plus the false-alarm rate on the
+1/4/8 test images at the calibrated threshold. A model of all ten digits is scored against (b) too.
+
+    python benchmarks/novelty.py [--mnist ../shared/data/mnist]   # about 3 minutes; results/novelty.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from vaegmm.config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
+from vaegmm.data import Dataset
+from vaegmm.mnist import select_digits, load_mnist_arrays
+from vaegmm.model import encode_statistics
+from vaegmm.novelty import NoveltyDetector, novelty_features
+from vaegmm.pipeline import load_gmm_file, load_model_for, train_and_fit
+
+HERE = Path(__file__).resolve().parent
+SHIFT = 10
+
+
+def non_digit_groups(test: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Images (N, H, W) in [0, 1] that are not digits, as many as ``test`` holds of each kind (up to 1,000)."""
+    n = min(len(test), 1000)
+    digits = test[rng.choice(len(test), n, replace=False)]
+    shape = digits.shape
+    return {
+        "uniform noise": rng.uniform(0, 1, shape),
+        "blank": np.zeros(shape),
+        "constant grey": np.full(shape, 0.5),
+        "constant white": np.ones(shape),
+        "inverted digits": 1 - digits,
+        f"digits shifted {SHIFT} px": np.roll(digits, (SHIFT, SHIFT), axis=(1, 2)),
+        "digits rotated 90°": np.rot90(digits, 1, axes=(1, 2)),
+        "digits + heavy noise": np.clip(digits + rng.normal(0, 0.5, shape), 0, 1),
+    }
+
+
+def scores(model, gmm, detector, images) -> dict[str, np.ndarray]:
+    stats = encode_statistics(model, images.astype(np.float32))
+    kl = 0.5 * (stats["mu"] ** 2 + np.exp(stats["logvar"]) - stats["logvar"] - 1).sum(axis=1)
+    return {"elbo": stats["recon_bce"] + kl, "latent_density": -gmm.score_samples(stats["mu"]),
+            "vaegmm": detector.score(novelty_features(stats, gmm))}
+
+
+def aurocs(inlier: dict, outlier: dict) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score
+
+    return {name: float(roc_auc_score(np.r_[np.zeros(len(inlier[name])), np.ones(len(outlier[name]))],
+                                      np.r_[inlier[name], outlier[name]])) for name in inlier}
+
+
+def run_model(digits, arrays, out_dir: Path, *, others: bool, mnist_dir: str) -> dict:
+    splits = select_digits(arrays, digits=digits, labels_per_digit=5, seed=0, source=mnist_dir)
+    start = time.perf_counter()
+    train_and_fit(splits.train, splits.labelled, model_config=VAEConfig(), train_config=TrainConfig(),
+                  gmm_config=GMMConfig(), novelty_config=NoveltyConfig(), model_path=out_dir / "vae.pth",
+                  gmm_path=out_dir / "gmm_params.pkl", progress=False)
+    seconds = time.perf_counter() - start
+    model = load_model_for(out_dir / "vae.pth")
+    gmm, detector = load_gmm_file(out_dir / "gmm_params.pkl", model, out_dir / "vae.pth")
+    inlier = scores(model, gmm, detector, splits.test.images)
+    false_alarm = float(np.mean(inlier["vaegmm"] > detector.threshold_))
+    groups = {}
+    if others:
+        for digit in sorted(set(range(10)) - set(digits)):
+            images = np.asarray(arrays["test_images"])[np.asarray(arrays["test_labels"]) == digit] / 255.0
+            groups[f"digit {digit}"] = aurocs(inlier, scores(model, gmm, detector, images))
+    rng = np.random.default_rng(0)
+    for name, images in non_digit_groups(splits.test.images, rng).items():
+        groups[name] = aurocs(inlier, scores(model, gmm, detector, images))
+    result = {"digits": list(digits), "train_seconds": seconds, "n_test": len(splits.test),
+              "threshold": detector.threshold_, "flag_rate": detector.flag_rate_,
+              "false_alarm_rate_on_test": false_alarm, "auroc": groups}
+    unseen = [v["vaegmm"] for k, v in groups.items() if k.startswith("digit ")]
+    if unseen:
+        result["mean_auroc_unseen_digits"] = {s: float(np.mean([v[s] for k, v in groups.items() if k.startswith("digit ")]))
+                                              for s in ("elbo", "latent_density", "vaegmm")}
+    print(json.dumps(result, indent=1), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mnist", default=os.environ.get("VAEGMM_DATA", str(HERE.parent.parent / "shared/data/mnist")))
+    parser.add_argument("--out", default=HERE / "results" / "novelty.json")
+    parser.add_argument("--skip-all-ten", action="store_true")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    arrays = load_mnist_arrays(args.mnist)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = [run_model((1, 4, 8), arrays, Path(tmp), others=True, mnist_dir=args.mnist)]
+        if not args.skip_all_ten:
+            results.append(run_model(tuple(range(10)), arrays, Path(tmp), others=False, mnist_dir=args.mnist))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"results": results, "novelty_config": NoveltyConfig().to_dict()}, indent=2))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
