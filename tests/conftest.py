@@ -39,6 +39,16 @@ def small_course_files(course_dir, tmp_path_factory) -> dict[str, Path]:
     return files
 
 
+MEANS = np.array([[-4.0, 0.0], [3.0, 3.0], [3.0, -3.0]])
+COVS = np.array([[[1.0, 0.6], [0.6, 1.0]], [[0.5, 0.0], [0.0, 2.0]], [[1.5, -0.4], [-0.4, 0.3]]])
+
+
+@pytest.fixture
+def blobs():
+    """Three Gaussian classes of 3,000, 2,000 and 1,000 points with known MEANS and COVS."""
+    return make_blobs(np.random.default_rng(1), MEANS, COVS, [3000, 2000, 1000])
+
+
 def make_blobs(rng, means, covs, counts):
     X = np.concatenate([rng.multivariate_normal(m, c, size=n) for m, c, n in zip(means, covs, counts)])
     y = np.concatenate([np.full(n, k) for k, n in enumerate(counts)])

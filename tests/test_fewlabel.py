@@ -14,16 +14,7 @@ from vaegmm.fewlabel import (
     neighbour_graph,
 )
 
-from .conftest import few_label, make_blobs
-
-MEANS = np.array([[-4.0, 0.0], [3.0, 3.0], [3.0, -3.0]])
-COVS = np.array([[[1.0, 0.6], [0.6, 1.0]], [[0.5, 0.0], [0.0, 2.0]], [[1.5, -0.4], [-0.4, 0.3]]])
-
-
-@pytest.fixture
-def blobs():
-    rng = np.random.default_rng(1)
-    return make_blobs(rng, MEANS, COVS, [3000, 2000, 1000])
+from .conftest import COVS, MEANS, few_label, make_blobs
 
 
 def _bimodal_class(rng):

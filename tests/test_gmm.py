@@ -10,16 +10,7 @@ from scipy.stats import multivariate_normal
 from vaegmm.errors import DegenerateFitWarning, ModelFileError
 from vaegmm.gmm import GaussianMixture, compute_precision_cholesky, e_step, estimate_log_gaussian_prob
 
-from .conftest import few_label, make_blobs
-
-MEANS = np.array([[-4.0, 0.0], [3.0, 3.0], [3.0, -3.0]])
-COVS = np.array([[[1.0, 0.6], [0.6, 1.0]], [[0.5, 0.0], [0.0, 2.0]], [[1.5, -0.4], [-0.4, 0.3]]])
-
-
-@pytest.fixture
-def blobs():
-    rng = np.random.default_rng(1)
-    return make_blobs(rng, MEANS, COVS, [3000, 2000, 1000])
+from .conftest import COVS, MEANS, few_label, make_blobs
 
 
 def test_log_density_matches_scipy():
