@@ -55,12 +55,14 @@ def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset
     return FewLabelGMM(config, random_state=seed).fit(z_train, labelled_latents, labelled.labels)
 
 
-def gmm_file_state(fit: FewLabelGMM, model: VAE, novelty: NoveltyDetector, novelty_config: NoveltyConfig) -> dict:
+def gmm_file_state(gmm: GaussianMixture, *, config: GMMConfig, fit_summary: dict | None, model: VAE,
+                   novelty: NoveltyDetector, novelty_config: NoveltyConfig) -> dict:
     """What gmm_params.pkl holds: the mixture, the settings and choices that made it, the novelty
     calibration, and the VAE it belongs to."""
-    state = fit.gmm_.to_dict()
-    state["config"] = fit.config.to_dict()
-    state["fit"] = fit.summary()
+    state = gmm.to_dict()
+    state["config"] = config.to_dict()
+    if fit_summary is not None:
+        state["fit"] = fit_summary
     state["novelty"] = {**novelty.to_dict(), "config": novelty_config.to_dict()}
     state["vae"] = {"latent_dim": model.config.latent_dim, "fingerprint": model_fingerprint(model)}
     return state
@@ -118,7 +120,8 @@ def train_and_fit(
                   seed=train_config.seed, source=train.source)
     gmm_seconds = time.perf_counter() - start - encode_seconds
     novelty = NoveltyDetector().fit(novelty_features(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate)
-    state = gmm_file_state(fit, model, novelty, novelty_config)
+    state = gmm_file_state(fit.gmm_, config=gmm_config, fit_summary=fit.summary(), model=model, novelty=novelty,
+                           novelty_config=novelty_config)
     summary = {
         "parameters": count_parameters(model),
         "train_seconds": result.seconds,
