@@ -29,6 +29,10 @@ class Report:
     def figure(self, path: Path, caption: str) -> None:
         self.blocks.append(("img", Path(path), caption))
 
+    def html(self, fragment: str, markdown: str) -> None:
+        """A fragment only the HTML page can hold (an interactive element); Markdown gets ``markdown`` instead."""
+        self.blocks.append(("raw", fragment, markdown))
+
     def to_markdown(self, base: Path) -> str:
         lines = [f"# {self.title}", ""]
         for block in self.blocks:
@@ -45,6 +49,8 @@ class Report:
                 lines.append("")
             elif kind == "img":
                 lines += [f"![{block[2]}]({block[1].relative_to(base).as_posix()})", f"*{block[2]}*", ""]
+            elif kind == "raw":
+                lines += [block[2], ""]
         return "\n".join(lines)
 
     def to_html(self) -> str:
@@ -62,6 +68,8 @@ class Report:
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
                 rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in block[2])
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            elif kind == "raw":
+                body.append(block[1])
             elif kind == "img":
                 data = base64.b64encode(block[1].read_bytes()).decode()
                 body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}">'

@@ -10,6 +10,7 @@ import numpy as np
 from .analysis import explain, latent_analysis
 from .document import Report
 from .evaluation import evaluate
+from .explorer import explorer_data, explorer_html
 from .figures import LatentPlane, make_figures
 from .runs import open_run
 from .storage import atomic_write_bytes
@@ -39,8 +40,8 @@ def _evaluate_run(run_dir: Path, *, test_path, progress: bool) -> dict:
                                  "flagged_test_rate": float(np.mean(scores["test"] > novelty.threshold_))}
     figures = make_figures(run_dir, model=model, gmm=gmm, train=train, Z=Z, labelled=labelled, test=test,
                            confusion=confusion, history=info["history"], novelty_scores=scores)
-    return {"info": info, "model": model, "gmm": gmm, "labelled": labelled, "test": test, "Z": Z,
-            "evaluation": evaluation, "confusion": confusion, "figures": figures}
+    return {"info": info, "model": model, "gmm": gmm, "novelty": novelty, "train": train, "labelled": labelled,
+            "test": test, "Z": Z, "evaluation": evaluation, "confusion": confusion, "figures": figures}
 
 
 def build_run_figures(run_dir: str | Path, *, test_path=None, progress: bool = False) -> dict[str, Path]:
@@ -100,6 +101,10 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
                           f"macro recall {c['recall_macro']:.4f}.")
     else:
         rep.paragraph("No test file was given, so no metrics were computed (use --test).")
+    rep.heading("Interactive latent map")
+    data = explorer_data(model=model, gmm=gmm, novelty=run["novelty"], plane=LatentPlane.for_latents(run["Z"]),
+                         Z=run["Z"], classes_of_points=gmm.predict(run["Z"]), images=run["train"].images)
+    rep.html(explorer_html(data), "The interactive latent map is in report.html (it needs JavaScript; nothing is fetched).")
     rep.heading("Figures")
     if model.config.latent_dim > 2:
         rep.paragraph(f"The latent space has {model.config.latent_dim} dimensions; the scatter, ellipse and grid figures "
