@@ -206,17 +206,18 @@ def training_curves(history: list[dict], path, *, title: str) -> Path:
 
 
 def score_histogram(train_scores: np.ndarray, test_scores: np.ndarray, threshold: float, path, *, title: str) -> Path:
-    """Histograms of two score samples on a log scale of the score, and the threshold as a line."""
+    """Histograms of two score samples and the threshold as a line; scores beyond the range gather in the last bin."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    low = max(min(train_scores.min(), test_scores.min()), 1e-3)
-    bins = np.geomspace(low, max(train_scores.max(), test_scores.max(), threshold) * 1.01, 60)
-    ax.hist(np.maximum(train_scores, low), bins=bins, alpha=0.55, density=True, label=f"training images ({len(train_scores)})")
-    ax.hist(np.maximum(test_scores, low), bins=bins, alpha=0.55, density=True, label=f"test images ({len(test_scores)})")
+    top = max(float(np.quantile(np.concatenate([train_scores, test_scores]), 0.999)), 1.5 * threshold)
+    bins = np.linspace(0, top, 60)
+    for scores, label in ((train_scores, "training images"), (test_scores, "test images")):
+        ax.hist(np.minimum(scores, top), bins=bins, alpha=0.55, label=f"{label} ({len(scores)})",
+                weights=np.full(len(scores), 1 / len(scores)))
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.2f}")
-    ax.set_xscale("log")
-    ax.set_xlabel("novelty score (standard deviations above the training images)")
-    ax.set_ylabel("density")
+    ax.set_yscale("log")
+    ax.set_xlabel("novelty score (standard deviations above the training images; 0: nothing unusual)")
+    ax.set_ylabel("share of the images")
     ax.set_title(title)
     ax.legend(fontsize=9)
     return _save(fig, path)
