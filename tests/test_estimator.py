@@ -49,6 +49,7 @@ def test_checks_from_scikit_learn_that_apply_to_an_image_model():
         check("VAEGMM", est)
 
 
+@pytest.mark.slow
 def test_fit_predict_and_the_other_methods(fitted, course_arrays):
     X, _, X_test, y_test = course_arrays
     assert fitted.classes_.tolist() == [1, 4, 8]
@@ -67,6 +68,7 @@ def test_fit_predict_and_the_other_methods(fitted, course_arrays):
     assert typical.mean() > noise.mean()
 
 
+@pytest.mark.slow
 def test_clone_and_fit_reproduce_a_fit_bit_for_bit(fitted, course_arrays):
     sklearn_base = pytest.importorskip("sklearn.base")
     X, y, X_test, _ = course_arrays
@@ -77,6 +79,7 @@ def test_clone_and_fit_reproduce_a_fit_bit_for_bit(fitted, course_arrays):
     np.testing.assert_array_equal(fitted.predict_proba(X_test), again.predict_proba(X_test))
 
 
+@pytest.mark.slow
 def test_cli_and_api_give_the_same_model_and_files_load_both_ways(course_arrays, small_course_files, tmp_path):
     X, y, X_test, _ = course_arrays
     np.savez(tmp_path / "val.npz", data=X[y != -1], labels=y[y != -1])
@@ -98,6 +101,7 @@ def test_cli_and_api_give_the_same_model_and_files_load_both_ways(course_arrays,
                                   np.loadtxt(tmp_path / "q.csv", skiprows=1, delimiter=",", usecols=0, dtype=int))
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_the_clis_clear_errors(fitted):
     with pytest.raises(DataError, match="NaN or infinite"):
         fitted.predict(np.full((2, 28, 28), np.nan))
@@ -113,6 +117,7 @@ def test_bad_inputs_give_the_clis_clear_errors(fitted):
         VAEGMM().predict(np.zeros((1, 8, 8)))
 
 
+@pytest.mark.slow
 def test_fit_without_labels_gives_an_unsupervised_mixture():
     rng = np.random.default_rng(0)
     X = rng.uniform(0, 0.1, (300, 8, 8))
