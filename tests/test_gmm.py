@@ -186,3 +186,21 @@ def test_sample_from_one_component(blobs):
     assert (comp == 2).all()
     np.testing.assert_allclose(S.mean(0), gmm.means_[2], atol=0.05)
     np.testing.assert_allclose(np.cov(S.T), gmm.covariances_[2], atol=0.05)
+
+
+def test_m_step_matches_weighted_moments_and_keeps_an_emptied_component():
+    from vaegmm.gmm import m_step
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(400, 3))
+    resp = rng.random((400, 2))
+    resp /= resp.sum(axis=1, keepdims=True)
+    weights, means, covs = m_step(X, resp, 0.0, previous_means=np.zeros((2, 3)), previous_covariances=np.stack([np.eye(3)] * 2))
+    np.testing.assert_allclose(weights, resp.sum(0) / 400)
+    np.testing.assert_allclose(means[0], np.average(X, axis=0, weights=resp[:, 0]))
+    np.testing.assert_allclose(covs[1], np.cov(X.T, aweights=resp[:, 1], bias=True), atol=1e-12)
+    resp[:, 1], resp[:, 0] = 0.0, 1.0
+    with pytest.warns(DegenerateFitWarning, match="lost all their points"):
+        _, means, covs = m_step(X, resp, 0.0, previous_means=np.full((2, 3), 7.0), previous_covariances=np.stack([np.eye(3)] * 2))
+    np.testing.assert_array_equal(means[1], [7.0, 7.0, 7.0])
+    np.testing.assert_array_equal(covs[1], np.eye(3))

@@ -36,6 +36,15 @@ def _require(ok: bool, name: str, value: Any, expected: str) -> None:
         raise ConfigError(f"{name} must be {expected}; got {value!r}.")
 
 
+def _numpydoc(cls):
+    """Append a numpydoc "Parameters" section built from the fields' defaults and help texts."""
+    lines = ["", "    Parameters", "    ----------"]
+    for f in fields(cls):
+        lines += [f"    {f.name} : {type(f.default).__name__}, default {f.default!r}", f"        {f.metadata['help']}."]
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n"
+    return cls
+
+
 class _Config:
     """Shared dict conversion for the config dataclasses."""
 
@@ -51,6 +60,7 @@ class _Config:
         return cls(**d)
 
 
+@_numpydoc
 @dataclass(frozen=True)
 class VAEConfig(_Config):
     """Everything needed to rebuild the model and its loss."""
@@ -94,6 +104,7 @@ class VAEConfig(_Config):
         return count + sum((a + 1) * b for a, b in zip(dec[:-1], dec[1:]))
 
 
+@_numpydoc
 @dataclass(frozen=True)
 class TrainConfig(_Config):
     """Optimisation settings; saved with the model for provenance."""
@@ -128,6 +139,7 @@ class TrainConfig(_Config):
         return self.lr * cosine * warmup
 
 
+@_numpydoc
 @dataclass(frozen=True)
 class GMMConfig(_Config):
     """The latent mixture and how a few labels seed it (see :mod:`vaegmm.fewlabel`)."""
@@ -168,6 +180,7 @@ class GMMConfig(_Config):
         _require(self.max_fit_points >= 2, "max_fit_points", self.max_fit_points, ">= 2")
 
 
+@_numpydoc
 @dataclass(frozen=True)
 class NoveltyConfig(_Config):
     """How images that belong to no known class are flagged (see :mod:`vaegmm.novelty`)."""
