@@ -18,11 +18,10 @@ import numpy as np
 import torch
 from common import course_parser, labelled_draws, load_course
 
-from vaegmm.metrics import classification_report
-from vaegmm.config import TrainConfig, VAEConfig
-from vaegmm.model import encode_means
-from vaegmm.config import GMMConfig
+from vaegmm.config import GMMConfig, TrainConfig, VAEConfig
 from vaegmm.fewlabel import FewLabelGMM
+from vaegmm.metrics import classification_report
+from vaegmm.model import encode_means
 from vaegmm.training import train_vae
 
 # hidden sizes : beta

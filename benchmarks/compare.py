@@ -33,11 +33,16 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from vaegmm.config import TrainConfig, VAEConfig
+from vaegmm.config import GMMConfig, TrainConfig, VAEConfig
 from vaegmm.evaluation import classification_metrics, reconstruction_metrics
-from vaegmm.model import count_parameters, elbo_per_image, encode_means, load_model, reconstruct
-from vaegmm.config import GMMConfig
 from vaegmm.fewlabel import FewLabelGMM
+from vaegmm.model import (
+    count_parameters,
+    elbo_per_image,
+    encode_means,
+    load_model,
+    reconstruct,
+)
 
 
 class PeerVAE(nn.Module):

@@ -27,10 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from vaegmm.config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
-from vaegmm.data import Dataset
-from vaegmm.mnist import select_digits, load_mnist_arrays
+from vaegmm.mnist import load_mnist_arrays, select_digits
 from vaegmm.model import encode_statistics
-from vaegmm.novelty import NoveltyDetector, novelty_features
+from vaegmm.novelty import novelty_features
 from vaegmm.pipeline import load_gmm_file, load_model_for, train_and_fit
 
 HERE = Path(__file__).resolve().parent

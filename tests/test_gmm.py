@@ -10,7 +10,7 @@ from scipy.stats import multivariate_normal
 from vaegmm.errors import DegenerateFitWarning, ModelFileError
 from vaegmm.gmm import GaussianMixture, compute_precision_cholesky, e_step, estimate_log_gaussian_prob
 
-from .conftest import COVS, MEANS, few_label, make_blobs
+from .conftest import COVS, MEANS, few_label
 
 
 def test_log_density_matches_scipy():

@@ -1,7 +1,6 @@
 """Whole runs beyond the course's: `vaegmm demo`, `--digits`, other latent sizes, and the ELBO against a direct estimate."""
 
 import json
-import math
 import os
 from pathlib import Path
 

@@ -37,7 +37,6 @@ from .clustering import SEEDINGS, kmeans, kmeans_plus_plus
 from .config import GMMConfig
 from .gmm import GaussianMixture, check_X
 
-
 # --- the candidate ranking ------------------------------------------------------------------
 
 def neighbour_graph(X: np.ndarray, n_neighbors: int) -> np.ndarray:

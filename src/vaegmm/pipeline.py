@@ -20,9 +20,23 @@ from .errors import DataError, ModelFileError
 from .evaluation import classification_metrics, reconstruction_metrics
 from .fewlabel import FewLabelGMM
 from .gmm import GaussianMixture
-from .model import VAE, count_parameters, encode_means, encode_statistics, load_model, reconstruct, save_model
+from .model import (
+    VAE,
+    count_parameters,
+    encode_means,
+    encode_statistics,
+    load_model,
+    reconstruct,
+    save_model,
+)
 from .novelty import FEATURES, NoveltyDetector, novelty_features
-from .storage import atomic_output, atomic_write_bytes, check_output_path, load_plain_pickle, save_plain_pickle
+from .storage import (
+    atomic_output,
+    atomic_write_bytes,
+    check_output_path,
+    load_plain_pickle,
+    save_plain_pickle,
+)
 from .training import pick_device, train_vae
 
 

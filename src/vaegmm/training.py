@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import ModelFileError
 from .config import TrainConfig, VAEConfig
+from .errors import ModelFileError
 from .model import VAE, build_model, vae_loss
 from .storage import atomic_output, atomic_write_bytes
 
