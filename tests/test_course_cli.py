@@ -84,3 +84,11 @@ def test_vaegmm_help_shows_defaults():
     for option in ("--epochs", "--batch-size", "--lr", "--beta", "--hidden", "--latent-dim", "--loss", "--out-dir"):
         assert option in result.stdout
     assert "(default:" in result.stdout
+    from dataclasses import fields
+
+    from vaegmm.config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
+
+    for cls in (VAEConfig, TrainConfig, GMMConfig, NoveltyConfig):  # every setting is reachable from the CLI
+        for f in fields(cls):
+            if f.metadata.get("cli", True):
+                assert (f.metadata.get("flag") or "--" + f.name.replace("_", "-")) in result.stdout, f.name
