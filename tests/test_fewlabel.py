@@ -1,5 +1,7 @@
 """The few-label fit: seedings, stages, the neighbour-graph ranking and the choice among candidates."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -114,12 +116,12 @@ def test_fit_seeded_keeps_the_fewest_cut_edges_among_candidates_agreeing_with_th
 def test_choose_candidate_trades_labelled_points_for_cleaner_borders_only_within_the_slack(slack, expected):
     # As on a real draw: "a" keeps 14 of 15 labelled points, "b" 13 with a much cleaner border.
     candidates = [
-        {"name": "a", "labelled_agreement": 14 / 15, "boundary_fraction": 0.0068, "lower_bound": -3.0},
-        {"name": "b", "labelled_agreement": 13 / 15, "boundary_fraction": 0.0042, "lower_bound": -3.1},
-        {"name": "c", "labelled_agreement": 10 / 15, "boundary_fraction": 0.0010, "lower_bound": -3.2},
-        {"name": "d", "labelled_agreement": 13 / 15, "boundary_fraction": 0.0042, "lower_bound": -3.3},
+        SimpleNamespace(name="a", labelled_agreement=14 / 15, boundary_fraction=0.0068, lower_bound=-3.0),
+        SimpleNamespace(name="b", labelled_agreement=13 / 15, boundary_fraction=0.0042, lower_bound=-3.1),
+        SimpleNamespace(name="c", labelled_agreement=10 / 15, boundary_fraction=0.0010, lower_bound=-3.2),
+        SimpleNamespace(name="d", labelled_agreement=13 / 15, boundary_fraction=0.0042, lower_bound=-3.3),
     ]
-    assert choose_candidate(candidates, n_labelled=15, label_slack=slack)["name"] == expected
+    assert choose_candidate(candidates, n_labelled=15, label_slack=slack).name == expected
 
 
 def test_joint_em_is_rejected_by_the_drift_guard():

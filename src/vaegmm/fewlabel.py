@@ -95,13 +95,10 @@ class Candidate:
 def choose_candidate(candidates: list, *, n_labelled: int, label_slack: int):
     """The candidate whose borders cut the fewest neighbour edges, among those misplacing at most
     ``label_slack`` more of the ``n_labelled`` labelled points than the best one; ties go to the
-    higher lower bound. Candidates are :class:`Candidate` objects or dicts with the same fields."""
-    def get(c, name):
-        return c[name] if isinstance(c, dict) else getattr(c, name)
-
-    kept = [round(get(c, "labelled_agreement") * n_labelled) for c in candidates]
+    higher lower bound. Candidates need ``labelled_agreement``, ``boundary_fraction`` and ``lower_bound``."""
+    kept = [round(c.labelled_agreement * n_labelled) for c in candidates]
     eligible = [c for c, k in zip(candidates, kept) if k >= max(kept) - label_slack]
-    return min(eligible, key=lambda c: (get(c, "boundary_fraction"), -get(c, "lower_bound")))
+    return min(eligible, key=lambda c: (c.boundary_fraction, -c.lower_bound))
 
 
 # --- the stages -------------------------------------------------------------------------------

@@ -107,11 +107,6 @@ def _logsumexp_first(a: np.ndarray, *, may_be_infinite: bool = True) -> np.ndarr
     return out
 
 
-def logsumexp_rows(a: np.ndarray) -> np.ndarray:
-    """log Σ_k exp(a[n, k]) for each row of a (N, K); rows of -inf give -inf. Returns (N,)."""
-    return _logsumexp_first(np.ascontiguousarray(a.T))
-
-
 def _gaussian_parameters_kn(moments: Moments, resp: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The M-step from responsibilities resp (K, N): nk (K,), means (K, D), covariances (K, D, D)."""
     nk = resp.sum(axis=1) + _EMPTY_COMPONENT  # (K,)
@@ -142,12 +137,6 @@ def _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn=None, 
     if allowed_kn is not None:
         log_prob[~allowed_kn] = -np.inf
     return log_prob
-
-
-def weighted_log_prob(X, weights, means, precisions_chol, allowed=None) -> np.ndarray:
-    """log π_k N(x_n | μ_k, Σ_k): (N, K); -inf where ``allowed`` (N, K) is False."""
-    allowed_kn = None if allowed is None else np.ascontiguousarray(np.asarray(allowed, bool).T)
-    return _weighted_log_prob_kn(np.ascontiguousarray(X.T), weights, means, precisions_chol, allowed_kn).T
 
 
 def _e_step_kn(XT, weights, means, precisions_chol, allowed_kn=None, moments=None) -> tuple[float, np.ndarray]:

@@ -28,12 +28,13 @@ def _evaluate_run(run_dir: Path, *, test_path, progress: bool) -> dict:
     info, model, gmm, novelty, train, labelled, test = open_run(run_dir, test_path=test_path, progress=progress)
     train_stats = encode_statistics(model, train.images)
     Z = train_stats["mu"]  # (N, latent_dim)
-    evaluation = evaluate(model, gmm, test) if test is not None else {}
+    test_stats = encode_statistics(model, test.images) if test is not None else None
+    evaluation = evaluate(model, gmm, test, latents=test_stats["mu"]) if test is not None else {}
     confusion = np.array(evaluation["confusion"]) if "confusion" in evaluation else None
     scores = None
     if novelty is not None and test is not None:
         scores = {"train": novelty.score(novelty_features(train_stats, gmm)),
-                  "test": novelty.score(novelty_features(encode_statistics(model, test.images), gmm)),
+                  "test": novelty.score(novelty_features(test_stats, gmm)),
                   "threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_}
         evaluation["novelty"] = {"threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_,
                                  "flagged_test": int((scores["test"] > novelty.threshold_).sum()),
