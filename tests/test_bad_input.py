@@ -13,7 +13,7 @@ import torch
 from vaegmm.cli import course_main, main
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--epochs", "1", "--hidden", "32", "--no-progress"]
+TINY = ["--epochs", "1", "--min-steps", "0", "--hidden", "32", "--no-progress"]
 
 
 def _images(n=60, side=28, seed=0):
@@ -126,7 +126,7 @@ def test_a_requested_digit_without_labelled_image(files, capsys, tmp_path):
 
 @pytest.mark.parametrize("option, fragment", [
     (["--warmup", "1.5"], "warmup_fraction (--warmup) must be in [0, 1); got 1.5"),
-    (["--epochs", "0"], "epochs must be >= 1; got 0"),
+    (["--epochs", "0", "--min-steps", "0"], "epochs must be >= 1; got 0"),
     (["--beta", "-1"], "beta must be a finite number >= 0; got -1.0"),
     (["--components-per-class", "0"], "components_per_class must be >= 1"),
     (["--hidden", "8000,4000"], "give 76,592,788 parameters, over the 20,000,000 limit"),

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vaegmm.config import TrainConfig
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -37,7 +39,9 @@ def test_train_writes_model_gmm_and_log(trained):
     assert "parameters:" in result.stdout and "rounds of per-class EM" in result.stdout
     # Not a terminal: one progress line per epoch, no carriage-return frames of a bar.
     epochs = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
-    assert len(epochs) == 20 and epochs[-1].startswith("epoch 20/20: loss ")
+    # 1,200 images are 10 steps an epoch: the epochs grow until the default --min-steps are reached.
+    n = TrainConfig().epochs_for(1200)
+    assert n == 240 and len(epochs) == n and epochs[-1].startswith(f"epoch {n}/{n}: loss ")
     assert "\r" not in result.stderr
     assert not list(work.glob("*.tmp")) and not list(work.glob("*.ckpt"))
 

@@ -7,7 +7,7 @@ from vaegmm import VAEGMM, TrainConfig, VAEConfig
 from vaegmm.cli import main
 from vaegmm.errors import DataError
 
-SMALL = dict(vae=VAEConfig(hidden_sizes=(64,)), train=TrainConfig(epochs=3), device="cpu")
+SMALL = dict(vae=VAEConfig(hidden_sizes=(64,)), train=TrainConfig(epochs=3, min_steps=0), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_cli_and_api_give_the_same_model_and_files_load_both_ways(course_arrays,
     np.savez(tmp_path / "val.npz", data=X[y != -1], labels=y[y != -1])
     np.savez(tmp_path / "train.npz", data=X[y == -1])
     assert main(["train", "--train", str(tmp_path / "train.npz"), "--val", str(tmp_path / "val.npz"), "--out-dir",
-                 str(tmp_path / "cli"), "--hidden", "64", "--epochs", "3", "--device", "cpu", "--no-progress"]) == 0
+                 str(tmp_path / "cli"), "--hidden", "64", "--epochs", "3", "--min-steps", "0", "--device", "cpu", "--no-progress"]) == 0
     loaded = VAEGMM.load(tmp_path / "cli", device="cpu")
     assert main(["classify", str(small_course_files["test"]), "--model", str(tmp_path / "cli/vae.pth"), "--gmm",
                  str(tmp_path / "cli/gmm_params.pkl"), "--out", str(tmp_path / "p.csv")]) == 0

@@ -52,7 +52,7 @@ def browser():
 def report(small_course_files, tmp_path_factory):
     out = tmp_path_factory.mktemp("explore")
     assert main(["train", "--train", str(small_course_files["train"]), "--val", str(small_course_files["val"]),
-                 "--test", str(small_course_files["test"]), "--out-dir", str(out), "--epochs", "4", "--no-progress",
+                 "--test", str(small_course_files["test"]), "--out-dir", str(out), "--epochs", "4", "--min-steps", "0", "--no-progress",
                  "--device", "cpu"]) == 0
     assert main(["report", str(out), "--no-progress"]) == 0
     return out

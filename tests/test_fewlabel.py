@@ -136,7 +136,8 @@ def test_joint_em_is_rejected_by_the_drift_guard():
     guarded = few_label(X, X[lab], y[lab], joint_em=True, **settings)  # the default guard: 5% of the points
     staged = few_label(X, X[lab], y[lab], joint_em=False, **settings)
     assert not guarded.chosen_.joint_em_accepted
-    assert guarded.chosen_.class_shift == unguarded.chosen_.class_shift
+    # EM stopped as soon as it moved more than 5% of the points, long before its own end.
+    assert 0.05 < guarded.chosen_.class_shift < unguarded.chosen_.class_shift
     np.testing.assert_array_equal(guarded.gmm_.means_, staged.gmm_.means_)
 
 

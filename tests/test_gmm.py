@@ -204,3 +204,18 @@ def test_m_step_matches_weighted_moments_and_keeps_an_emptied_component():
         _, means, covs = m_step(X, resp, 0.0, previous_means=np.full((2, 3), 7.0), previous_covariances=np.stack([np.eye(3)] * 2))
     np.testing.assert_array_equal(means[1], [7.0, 7.0, 7.0])
     np.testing.assert_array_equal(covs[1], np.eye(3))
+
+
+def test_keep_going_stops_em_and_keeps_the_parameters_it_judged(blobs):
+    X, _ = blobs
+    seen = []
+
+    def keep_going(resp):
+        seen.append(resp.shape)
+        return len(seen) < 3
+
+    gmm = GaussianMixture(tol=1e-12).fit(X, means_init=MEANS + 1.0, keep_going=keep_going)
+    assert gmm.stopped_ and not gmm.converged_ and seen == [(3, len(X))] * 3
+    # Two M-steps ran; the kept parameters are those the third E-step scored.
+    assert gmm.n_iter_ == 3 and len(gmm.log_likelihood_history_) == 3
+    assert gmm.lower_bound_ == pytest.approx(gmm.score(X))

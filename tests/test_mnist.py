@@ -158,7 +158,7 @@ def test_idx_image_files_train_and_classify_like_npz(tmp_path):
             fh.write(header + arr.tobytes())
     np.savez(tmp_path / "val.npz", data=images[::20], labels=labels[::20])
     assert main(["train", "--train", str(tmp_path / "train-images-idx3-ubyte.gz"), "--val", str(tmp_path / "val.npz"),
-                 "--out-dir", str(tmp_path / "run"), "--epochs", "1", "--hidden", "16", "--no-progress"]) == 0
+                 "--out-dir", str(tmp_path / "run"), "--epochs", "1", "--min-steps", "0", "--hidden", "16", "--no-progress"]) == 0
     assert main(["classify", str(tmp_path / "train-images-idx3-ubyte.gz"), "--model", str(tmp_path / "run/vae.pth"),
                  "--gmm", str(tmp_path / "run/gmm_params.pkl"), "--out", str(tmp_path / "p.csv")]) == 0
     predicted = np.loadtxt(tmp_path / "p.csv", skiprows=1, delimiter=",", usecols=0, dtype=int)

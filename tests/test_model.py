@@ -79,10 +79,20 @@ def test_warmup_ramps_linearly_then_follows_the_schedule():
         TrainConfig(warmup_fraction=1.0)
 
 
+def test_small_training_sets_get_more_epochs_up_to_min_steps():
+    tc = TrainConfig(epochs=20, batch_size=100, min_steps=1000)
+    assert tc.epochs_for(18_000) == 20  # 180 steps an epoch: 20 epochs are already 3,600 steps
+    assert tc.epochs_for(1_000) == 100  # 10 steps an epoch
+    assert tc.epochs_for(1_001) == 91  # 11 steps an epoch; rounding up, never below min_steps
+    assert TrainConfig(epochs=3, min_steps=0).epochs_for(10) == 3
+    with pytest.raises(ValueError, match="min_steps"):
+        TrainConfig(min_steps=-1)
+
+
 def test_save_load_round_trip_rebuilds_without_flags(tmp_path):
     config = VAEConfig(image_shape=(6, 6), hidden_sizes=(10,), latent_dim=3, recon_loss="mse", beta=0.5)
     model = VAE(config)
-    save_model(model, tmp_path / "vae.pth", train_config=TrainConfig(epochs=2))
+    save_model(model, tmp_path / "vae.pth", train_config=TrainConfig(epochs=2, min_steps=0))
     payload = torch.load(tmp_path / "vae.pth", weights_only=True)  # the file needs no code to load
     assert payload["config"]["hidden_sizes"] == [10]
     back, _ = load_model(tmp_path / "vae.pth")

@@ -53,7 +53,7 @@ def test_round_trip_and_refusals():
 def test_classify_writes_novelty_columns_and_the_course_command_does_not(small_course_files, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert main(["train", "--train", str(small_course_files["train"]), "--val", str(small_course_files["val"]),
-                 "--out-dir", str(run), "--epochs", "6", "--hidden", "128", "--no-progress", "--flag-rate", "0.05"]) == 0
+                 "--out-dir", str(run), "--epochs", "6", "--min-steps", "0", "--hidden", "128", "--no-progress", "--flag-rate", "0.05"]) == 0
     info = capsys.readouterr().out
     assert "novelty threshold" in info and "5.0% of the 1200 training images" in info
     rng = np.random.default_rng(0)

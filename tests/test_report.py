@@ -20,7 +20,7 @@ from .conftest import few_label, make_blobs
 def run_dir(small_course_files, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     code = main(["train", "--train", str(small_course_files["train"]), "--val", str(small_course_files["val"]),
-                 "--test", str(small_course_files["test"]), "--out-dir", str(out), "--epochs", "6", "--hidden", "128",
+                 "--test", str(small_course_files["test"]), "--out-dir", str(out), "--epochs", "6", "--min-steps", "0", "--hidden", "128",
                  "--no-progress"])
     assert code == 0
     return out

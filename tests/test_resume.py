@@ -12,7 +12,7 @@ import torch
 from vaegmm.storage import load_plain_pickle
 
 pytestmark = pytest.mark.slow
-ARGS = ["--epochs", "8", "--hidden", "256,128", "--no-progress", "--device", "cpu"]
+ARGS = ["--epochs", "8", "--min-steps", "0", "--hidden", "256,128", "--no-progress", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from vaegmm.config import VAEConfig
 from vaegmm.model import VAE, elbo_per_image
 from vaegmm.storage import load_plain_pickle
 
-TINY = ["--epochs", "2", "--hidden", "64", "--no-progress"]
+TINY = ["--epochs", "2", "--min-steps", "0", "--hidden", "64", "--no-progress"]
 
 
 def _mnist_dir() -> Path:
@@ -45,7 +45,7 @@ def test_elbo_per_image_matches_a_direct_monte_carlo_estimate():
 def test_demo_on_other_digits_writes_a_full_run(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--data-dir", str(_mnist_dir()), "--digits", "3,5", "--labels-per-digit", "3",
-                 "--out-dir", str(out), "--epochs", "4", "--hidden", "256", "--no-progress"])
+                 "--out-dir", str(out), "--epochs", "4", "--min-steps", "0", "--hidden", "256", "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0
     assert "training images of digits [3, 5], 6 labelled, 1902 test" in printed
@@ -96,7 +96,7 @@ def test_train_with_digits_models_only_those_classes(files, tmp_path, capsys):
 def test_other_latent_sizes_train_classify_and_report_or_say_why_not(files, tmp_path, capsys, latent_dim):
     out = tmp_path / f"z{latent_dim}"
     assert main(["train", "--train", str(files / "train.npz"), "--val", str(files / "val.npz"), "--test",
-                 str(files / "test.npz"), "--out-dir", str(out), "--latent-dim", str(latent_dim), "--epochs", "8",
+                 str(files / "test.npz"), "--out-dir", str(out), "--latent-dim", str(latent_dim), "--epochs", "8", "--min-steps", "0",
                  "--no-progress"]) == 0
     assert main(["classify", str(files / "test.npz"), "--model", str(out / "vae.pth"), "--gmm", str(out / "gmm_params.pkl"),
                  "--out", str(tmp_path / "p.csv")]) == 0

@@ -117,7 +117,9 @@ def _add_common_run_options(p: argparse.ArgumentParser) -> None:
 
 def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     print(f"parameters: {summary['parameters']:,}")
-    print(f"training: {summary['train_seconds']:.1f} s on {summary['device']}; final loss {summary['final_epoch']['loss']:.2f}")
+    final = summary["final_epoch"]
+    print(f"training: {final['epoch']} epochs, {summary['train_seconds']:.1f} s on {summary['device']}; "
+          f"final loss {final['loss']:.2f}")
     chosen, candidates = summary["gmm"]["chosen"], summary["gmm"]["candidates"]
     if chosen["joint_em_accepted"]:
         em = f"joint EM {'converged' if chosen['em_converged'] else 'did NOT converge'} in {chosen['em_iterations']} iterations"

@@ -15,7 +15,8 @@ stages, each a pure function that builds fresh :class:`~vaegmm.gmm.GaussianMixtu
    per class would bend around it and keep it.
 3. *Joint EM* (:func:`guarded_joint_em`, if ``joint_em``) on all points from that start, labelled points
    anchored to their class's components; kept only if it does not lower the share of labelled points
-   classified as their own class and moves at most ``max_class_shift`` of the points across classes.
+   classified as their own class and never moves more than ``max_class_shift`` of the points across
+   classes (EM stops as soon as it does).
 
 Each (seeding, schedule) pair gives a :class:`Candidate`. The unlabelled likelihood cannot choose among
 them: a class's sparse tail is often likelier under a broad neighbouring class. So
@@ -191,12 +192,22 @@ def guarded_joint_em(staged: GaussianMixture, X, X_labelled, y_labelled, *, conf
     allowed = None
     if config.anchor_labels:
         allowed = np.concatenate([np.ones((len(X), len(classes_k)), bool), y_labelled[:, None] == classes_k[None]])
+    classes, component_class = np.unique(classes_k, return_inverse=True)
+    one_hot = (component_class[None, :] == np.arange(len(classes))[:, None]).astype(float)  # (C, K)
+    staged_index = np.searchsorted(classes, staged_partition)  # (N,)
+
+    def within_guard(resp: np.ndarray) -> bool:
+        """Whether the parameters whose responsibilities (K, N + M) these are move at most
+        ``max_class_shift`` of the points across classes: once they move more, EM stops and is refused."""
+        moved = np.argmax(one_hot @ resp[:, :len(X)], axis=0) != staged_index  # (N,)
+        return float(np.mean(moved)) <= config.max_class_shift
+
     joint = _estimator(config, random_state).fit(
         np.concatenate([X, X_labelled]), means_init=staged.means_, weights_init=staged.weights_,
-        covariances_init=staged.covariances_, component_classes=classes_k, allowed=allowed)
+        covariances_init=staged.covariances_, component_classes=classes_k, allowed=allowed, keep_going=within_guard)
     agreement = float(np.mean(joint.predict(X_labelled) == y_labelled))
     shift = float(np.mean(joint.predict(X) != staged_partition))
-    accepted = agreement >= staged_agreement and shift <= config.max_class_shift
+    accepted = not joint.stopped_ and agreement >= staged_agreement and shift <= config.max_class_shift
     return (joint if accepted else staged), accepted, shift
 
 
@@ -277,20 +288,25 @@ class FewLabelGMM:
 
         def fit_task(task: tuple[str, tuple[int, ...], str]) -> tuple[Candidate, np.ndarray]:
             seeding, sizes, schedule = task
-            first_partition = SEEDINGS[seeding](X, X_labelled, y_labelled, classes)  # (N,)
-            return fit_candidate(X, X_labelled, y_labelled, classes, first_partition, sizes=sizes, seeding=seeding,
-                                 schedule=schedule, config=config, random_state=self.random_state)
+            return fit_candidate(X, X_labelled, y_labelled, classes, first_partitions[seeding], sizes=sizes,
+                                 seeding=seeding, schedule=schedule, config=config, random_state=self.random_state)
 
-        # The neighbour graph and the candidates are independent, and numpy and scipy release the GIL in
-        # their loops, so threads share them out over the cores; no result depends on which thread ran it.
+        def seed(seeding: str) -> np.ndarray:
+            return SEEDINGS[seeding](X, X_labelled, y_labelled, classes)  # (n,)
+
+        # The seedings, the neighbour graph and the candidates are independent, and numpy and scipy release
+        # the GIL in their loops, so threads share them out over the cores; no result depends on which
+        # thread ran it. Each seeding is computed once, for all the schedules that start from it.
         workers = min(len(tasks) + 1, self.n_jobs or os.cpu_count() or 1)
         with threadpool_limits(limits=1, user_api="blas"):
             if workers == 1:
                 neighbours = neighbour_graph(X, config.n_neighbors)  # (n, n_neighbors)
+                first_partitions = {seeding: seed(seeding) for seeding in config.seedings}
                 fitted = [fit_task(task) for task in tasks]
             else:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     graph = pool.submit(neighbour_graph, X, config.n_neighbors)
+                    first_partitions = dict(zip(config.seedings, pool.map(seed, config.seedings)))
                     fitted = list(pool.map(fit_task, tasks))
                     neighbours = graph.result()
         candidates = []

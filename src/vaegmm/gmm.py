@@ -14,7 +14,7 @@ from a given start and uses the result.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,6 +26,8 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 _EMPTY_COMPONENT = 10 * np.finfo(np.float64).eps
 # How many times a non-positive-definite covariance may be re-regularised (x10 each time).
 _MAX_REG_RETRIES = 12
+# Floats (2 MiB of float64) in a working block of the E-step: about what a core's L2 cache holds.
+_CACHE_FLOATS = 1 << 18
 FORMAT = "vaegmm.gmm"
 FORMAT_VERSION = 1
 
@@ -49,7 +51,7 @@ class Moments:
 
     EM runs with points along the last axis, ``(K, N)``: numpy reduces over a long contiguous axis far
     faster than over a short trailing one (a few components, a 2-D latent). ``XT`` is (D, N). Reusing
-    the (K, D, N) scratch arrays spares the page faults of allocating megabytes afresh every step.
+    the scratch arrays spares the page faults of allocating megabytes afresh every step.
     """
 
     def __init__(self, X: np.ndarray) -> None:
@@ -74,15 +76,23 @@ def _log_gaussian_prob_kn(XT: np.ndarray, means: np.ndarray, precisions_chol: np
     n_points = XT.shape[1]
     log_det = np.log(np.diagonal(precisions_chol, axis1=1, axis2=2)).sum(axis=1)  # (K,) = -½ log|Σ_k|
     stacked = precisions_chol.transpose(0, 2, 1).reshape(n_components * n_features, n_features)  # (K·D, D): rows P_kᵀ
-    out = None if moments is None else moments.scratch("projected", (n_components * n_features, n_points))
-    y = np.matmul(stacked, XT, out=out).reshape(n_components, n_features, n_points)  # (K, D, N) = (x_n P_k)ᵀ
-    y -= np.einsum("kd,kde->ke", means, precisions_chol)[:, :, None]  # minus μ_k P_k
-    np.square(y, out=y)
-    mahalanobis = y.sum(axis=1)  # (K, N)
-    mahalanobis += n_features * LOG_2PI
-    mahalanobis *= -0.5
-    mahalanobis += log_det[:, None]
-    return mahalanobis
+    shift = np.einsum("kd,kde->ke", means, precisions_chol)[:, :, None]  # (K, D, 1) = (μ_k P_k)ᵀ
+    out = np.empty((n_components, n_points))
+    # Points in blocks, so that the (K, D, block) projection stays in cache: twice as fast as one
+    # pass over a (K, D, N) array of tens of megabytes (40 components in 10-D on 20,000 points).
+    block = max(1, _CACHE_FLOATS // (n_components * n_features))
+    buffer = None if moments is None else moments.scratch("projected", (n_components * n_features, min(block, n_points)))
+    for start in range(0, n_points, block):
+        stop = min(start + block, n_points)
+        y = np.matmul(stacked, XT[:, start:stop], out=None if buffer is None else buffer[:, :stop - start])
+        y = y.reshape(n_components, n_features, stop - start)  # (K, D, b) = (x_n P_k)ᵀ
+        y -= shift
+        np.square(y, out=y)
+        y.sum(axis=1, out=out[:, start:stop])  # (K, b)
+    out += n_features * LOG_2PI
+    out *= -0.5
+    out += log_det[:, None]
+    return out
 
 
 def estimate_log_gaussian_prob(X: np.ndarray, means: np.ndarray, precisions_chol: np.ndarray) -> np.ndarray:
@@ -112,12 +122,14 @@ def _gaussian_parameters_kn(moments: Moments, resp: np.ndarray, reg_covar: float
     nk = resp.sum(axis=1) + _EMPTY_COMPONENT  # (K,)
     means = resp @ moments.X / nk[:, None]  # (K, D)
     n_components, n_features = means.shape
-    shape = (n_components, n_features, moments.XT.shape[1])
-    diff = np.subtract(moments.XT[None], means[:, :, None], out=moments.scratch("diff", shape))  # (K, D, N)
-    weighted = np.multiply(diff, resp[:, None, :], out=moments.scratch("weighted", shape))  # (K, D, N)
+    shape = moments.XT.shape
+    diff, weighted = moments.scratch("diff", shape), moments.scratch("weighted", shape)  # (D, N) each
     covariances = np.empty((n_components, n_features, n_features))
-    for k in range(n_components):  # one BLAS product each; numpy's batched matmul would not use BLAS here
-        np.matmul(weighted[k], diff[k].T, out=covariances[k])
+    # One component at a time: its (D, N) arrays stay in cache where a (K, D, N) pair would not.
+    for k in range(n_components):
+        np.subtract(moments.XT, means[k][:, None], out=diff)  # centred: no cancellation, unlike E[xxᵀ] - μμᵀ
+        np.multiply(diff, resp[k], out=weighted)
+        np.matmul(weighted, diff.T, out=covariances[k])
     covariances /= nk[:, None, None]
     covariances[:, np.arange(n_features), np.arange(n_features)] += reg_covar
     return nk, means, covariances
@@ -141,9 +153,17 @@ def _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn=None, 
 
 def _e_step_kn(XT, weights, means, precisions_chol, allowed_kn=None, moments=None) -> tuple[float, np.ndarray]:
     log_prob = _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn, moments)  # (K, N)
-    log_norm = _logsumexp_first(log_prob, may_be_infinite=allowed_kn is not None)  # (N,)
-    log_prob -= log_norm
-    return float(log_norm.mean()), np.exp(log_prob, out=log_prob)
+    # log-sum-exp whose exponentials are kept as the unnormalised responsibilities: one pass of exp, not two.
+    top = log_prob.max(axis=0)  # (N,)
+    if allowed_kn is not None:
+        top[~np.isfinite(top)] = 0.0
+    log_prob -= top
+    resp = np.exp(log_prob, out=log_prob)  # (K, N), the largest of each column is 1
+    total = resp.sum(axis=0)  # (N,) >= 1 wherever a component is allowed
+    resp /= total
+    with np.errstate(divide="ignore"):
+        log_norm = np.log(total) + top  # (N,)
+    return float(log_norm.mean()), resp
 
 
 def e_step(X, weights, means, precisions_chol, allowed=None) -> tuple[float, np.ndarray]:
@@ -268,13 +288,16 @@ class GaussianMixture:
         covariances_init: np.ndarray | None = None,
         component_classes: np.ndarray | None = None,
         allowed: np.ndarray | None = None,
+        keep_going: Callable[[np.ndarray], bool] | None = None,
     ) -> "GaussianMixture":
         """EM on X (N, D) from the given start.
 
         means_init (K, D); weights_init (K,) defaults to the shares of a hard nearest-mean assignment;
         covariances_init (K, D, D) to that assignment's covariances. ``allowed`` (N, K) restricts which
         components each point may belong to (labelled points). ``component_classes`` (K,) defaults to
-        one class per component.
+        one class per component. ``keep_going``, given the responsibilities (K, N) of each E-step, may
+        return False to stop EM there (``stopped_`` is then True): a guard that refuses a fit once it
+        strays spares the remaining iterations.
         """
         X = check_X(X)
         spread = float(np.var(X, axis=0).mean())
@@ -309,9 +332,13 @@ class GaussianMixture:
         moments = Moments(X)
         allowed_kn = None if allowed is None else np.ascontiguousarray(allowed.T)  # (K, N)
         history: list[float] = []
-        converged = False
+        converged = stopped = False
         for n_iter in range(1, self.max_iter + 1):
             lower_bound, resp = _e_step_kn(moments.XT, weights, means, precisions_chol, allowed_kn, moments)  # (K, N)
+            if keep_going is not None and not keep_going(resp):
+                history.append(lower_bound)  # the likelihood of the parameters kept
+                stopped = True
+                break
             weights, means, covariances = _m_step_kn(moments, resp, self.reg_covar, means, covariances)
             covariances, precisions_chol = safe_precision_cholesky(covariances, self.reg_covar)
             change = lower_bound - history[-1] if history else np.inf
@@ -319,7 +346,7 @@ class GaussianMixture:
             if abs(change) < self.tol:
                 converged = True
                 break
-        if not converged:
+        if not converged and not stopped:
             warnings.warn(
                 f"EM did not converge in {self.max_iter} iterations (last change {change:.3g} > tol "
                 f"{self.tol:g}). Increase max_iter or tol.",
@@ -329,6 +356,7 @@ class GaussianMixture:
         self._set_parameters(weights, means, covariances, precisions_chol,
                              np.arange(n_components) if component_classes is None else component_classes)
         self.converged_ = converged
+        self.stopped_ = stopped
         self.n_iter_ = n_iter
         self.log_likelihood_history_ = history
         self.lower_bound_ = history[-1]

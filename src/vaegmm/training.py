@@ -94,7 +94,7 @@ def train_vae(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a VAE on images (N, H, W) float32 in [0, 1]; labels are never seen here.
+    """Train a VAE on images (N, H, W) float32 in [0, 1] for ``train_config.epochs_for(N)`` epochs; labels are never seen here.
 
     Writes one JSON line per epoch to ``log_path`` and, after every epoch, a checkpoint
     (weights, optimizer, epoch, RNG state) to ``checkpoint_path``; with ``resume`` an
@@ -120,25 +120,26 @@ def train_vae(
     data = torch.as_tensor(images, dtype=torch.float32).reshape(len(images), -1).to(device)  # (N, input_dim)
     n = len(data)
     n_batches = math.ceil(n / train_config.batch_size)
+    epochs = train_config.epochs_for(n)
     # A live bar only where someone watches it; a log or CI transcript gets one line per epoch instead
     # of hundreds of carriage-return frames.
     live = progress and sys.stderr.isatty()
     bar = tqdm(
-        total=(train_config.epochs - first_epoch + 1) * n_batches,
+        total=(epochs - first_epoch + 1) * n_batches,
         disable=not live,
         unit="batch",
         file=sys.stderr,
         dynamic_ncols=True,
     )
     model.train()
-    for epoch in range(first_epoch, train_config.epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
         epoch_start = time.perf_counter()
-        bar.set_description(f"epoch {epoch}/{train_config.epochs}")
+        bar.set_description(f"epoch {epoch}/{epochs}")
         perm = torch.randperm(n).to(device)  # (N,)
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, recon, kl summed over images
         for b in range(n_batches):
             x = data[perm[b * train_config.batch_size: (b + 1) * train_config.batch_size]]  # (B, input_dim)
-            lr = train_config.lr_at((epoch - 1) * n_batches + b, train_config.epochs * n_batches)
+            lr = train_config.lr_at((epoch - 1) * n_batches + b, epochs * n_batches)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             logits, mu, logvar = model(x)
@@ -162,7 +163,7 @@ def train_vae(
             {"epoch": epoch, "loss": loss_m, "recon": recon_m, "kl": kl_m, "seconds": time.perf_counter() - epoch_start}
         )
         if progress and not live:
-            print(f"epoch {epoch}/{train_config.epochs}: loss {loss_m:.2f} (reconstruction {recon_m:.2f}, "
+            print(f"epoch {epoch}/{epochs}: loss {loss_m:.2f} (reconstruction {recon_m:.2f}, "
                   f"KL {kl_m:.2f}), {history[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
         if log_path:
             atomic_write_bytes(log_path, "".join(json.dumps(h) + "\n" for h in history).encode())
