@@ -13,9 +13,12 @@ import json
 
 import numpy as np
 
+from .novelty import STATISTICS
+
 MAP_POINTS = 3000  # training latent means drawn on the map (a seeded sample)
 CLICKABLE_IMAGES = 300  # of which this many carry their original image, shown when clicked
 PATH_STEPS = 8
+LATENT = STATISTICS.index("latent_nll")  # the one statistic the page can compute from a latent point alone
 
 
 def _b64(array: np.ndarray, dtype) -> str:
@@ -56,7 +59,7 @@ def explorer_data(*, model, gmm, novelty, plane, Z: np.ndarray, classes_of_point
         "gmm": {"weights": gmm.weights_.tolist(), "means": gmm.means_.tolist(),
                 "precChol": gmm.precisions_cholesky_.tolist(), "logDet": log_det.tolist(),
                 "componentClasses": gmm.component_classes_.tolist(), "classes": gmm.classes_.tolist()},
-        "novelty": None if novelty is None else {"mean": float(novelty.mean_[1]), "std": float(novelty.std_[1]),
+        "novelty": None if novelty is None else {"mean": float(novelty.mean_[LATENT]), "std": float(novelty.std_[LATENT]),
                                                   "threshold": float(novelty.threshold_)},
         "points": {"xy": P.round(5).tolist(), "cls": classes_of_points[shown].tolist()},
         "clickable": {"xy": plane.project(Z[clickable]).round(5).tolist(), "z": Z[clickable].tolist(),

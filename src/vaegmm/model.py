@@ -176,17 +176,20 @@ def encode_means(model: VAE, images, *, batch_size: int = 4096):
 @torch.no_grad()
 def encode_statistics(model: VAE, images, *, batch_size: int = 4096) -> dict[str, np.ndarray]:
     """One encoder and one decoder pass over images (N, H, W) in [0, 1], and what they say of each image:
-    ``mu`` and ``logvar`` (N, latent_dim) float64, and ``recon_bce`` (N,), the Bernoulli negative
-    log-likelihood in nats of the image under the decoded latent mean."""
+    ``mu`` and ``logvar`` (N, latent_dim) float64, ``recon_bce`` (N,), the Bernoulli negative
+    log-likelihood in nats of the image under the decoded latent mean, ``ink`` (N,), its mean intensity,
+    and ``n_pixels``, the pixels per image."""
     device = next(model.parameters()).device
     model.eval()
-    mus, logvars, bces = [], [], []
+    mus, logvars, bces, inks = [], [], [], []
     for x in _batches(images, batch_size, device):
         x = x.reshape(len(x), -1)  # (B, input_dim)
         mu, logvar = model.encode(x)  # (B, latent_dim) each
         bce = F.binary_cross_entropy_with_logits(model.decode_logits(mu), x, reduction="none").sum(dim=1)  # (B,)
         mus.append(mu.double().cpu()), logvars.append(logvar.double().cpu()), bces.append(bce.double().cpu())
-    return {"mu": torch.cat(mus).numpy(), "logvar": torch.cat(logvars).numpy(), "recon_bce": torch.cat(bces).numpy()}
+        inks.append(x.double().mean(dim=1).cpu())  # (B,)
+    return {"mu": torch.cat(mus).numpy(), "logvar": torch.cat(logvars).numpy(), "recon_bce": torch.cat(bces).numpy(),
+            "ink": torch.cat(inks).numpy(), "n_pixels": model.config.input_dim}
 
 
 @torch.no_grad()

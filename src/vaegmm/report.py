@@ -115,8 +115,9 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
     if "novelty" in evaluation:
         n = evaluation["novelty"]
         rep.heading("Novelty: images of no known class")
-        rep.paragraph(f"Each image's novelty score is the larger of two standard scores against the training images: its "
-                      f"reconstruction error, and its latent mean's improbability under the GMM (vaegmm.novelty). The threshold "
+        rep.paragraph(f"Each image's novelty score is the largest of three standard scores against the training images: its "
+                      f"reconstruction error, that error adjusted for how much ink the image holds, and its latent mean's "
+                      f"improbability under the GMM (vaegmm.novelty). The threshold "
                       f"{n['threshold']:.2f} flags {n['flag_rate']:.1%} of the training images, on which it was calibrated; "
                       f"it flags {n['flagged_test']} of the {evaluation['n_test']} test images ({n['flagged_test_rate']:.1%}).")
     rep.heading("The latent space, measured")
