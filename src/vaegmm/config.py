@@ -167,7 +167,8 @@ class GMMConfig(_Config):
     max_class_shift: float = _opt(0.05, "largest share of points the joint EM may move across classes")
     max_partition_rounds: int = _opt(50, "most rounds of per-class EM and re-assignment")
     partition_tol: float = _opt(1e-3, "the rounds stop once at most this share of points changes class")
-    seedings: tuple[str, ...] = _opt(("kmeans", "nearest"), f"initial partitions tried, from {list(SEEDINGS)}")
+    seedings: tuple[str, ...] = _opt(("kmeans", "nearest"), f"initial partitions tried, from {list(SEEDINGS)} "
+                                                                "(with a 10-D latent: nearest,spreading; README)")
     schedules: tuple[str, ...] = _opt(SCHEDULES, f"ways to reach components_per_class, from {list(SCHEDULES)}")
     n_neighbors: int = _opt(10, "neighbours per point in the graph whose cut edges rank the candidate fits")
     label_slack: int = _opt(1, "a candidate may misplace this many more labelled points than the best one")
