@@ -42,6 +42,7 @@ def test_train_writes_model_gmm_and_log(trained):
     # 1,200 images are 10 steps an epoch: the epochs grow until the default --min-steps are reached.
     n = TrainConfig().epochs_for(1200)
     assert n == 240 and len(epochs) == n and epochs[-1].startswith(f"epoch {n}/{n}: loss ")
+    assert "1200 images make 10 steps an epoch: training 240 epochs instead of 20 to reach --min-steps 2400" in result.stderr
     assert f"training: {n} epochs, " in result.stdout  # benchmarks/compare.py reads the time from this line
     assert "\r" not in result.stderr
     assert not list(work.glob("*.tmp")) and not list(work.glob("*.ckpt"))

@@ -121,6 +121,10 @@ def train_vae(
     n = len(data)
     n_batches = math.ceil(n / train_config.batch_size)
     epochs = train_config.epochs_for(n)
+    if progress and epochs > train_config.epochs:  # say so: the user asked for fewer
+        print(f"{n} images make {n_batches} steps an epoch: training {epochs} epochs instead of {train_config.epochs} "
+              f"to reach --min-steps {train_config.min_steps} (--min-steps 0 trains exactly --epochs)",
+              file=sys.stderr, flush=True)
     # A live bar only where someone watches it; a log or CI transcript gets one line per epoch instead
     # of hundreds of carriage-return frames.
     live = progress and sys.stderr.isatty()
