@@ -110,8 +110,10 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
     if model.config.latent_dim > 2:
         rep.paragraph(f"The latent space has {model.config.latent_dim} dimensions; the scatter, ellipse and grid figures "
                       f"show {LatentPlane.for_latents(run['Z']).describe()}. The measurements below use every dimension.")
+    novelty_figures = ("novelty", "novelty_examples")  # shown under their own heading below
     for name, path in figures.items():
-        rep.figure(path, CAPTIONS[name])
+        if name not in novelty_figures:
+            rep.figure(path, CAPTIONS[name])
     if "novelty" in evaluation:
         n = evaluation["novelty"]
         rep.heading("Novelty: images of no known class")
@@ -120,6 +122,9 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
                       f"improbability under the GMM (vaegmm.novelty). The threshold "
                       f"{n['threshold']:.2f} flags {n['flag_rate']:.1%} of the training images, on which it was calibrated; "
                       f"it flags {n['flagged_test']} of the {evaluation['n_test']} test images ({n['flagged_test_rate']:.1%}).")
+        for name in novelty_figures:
+            if name in figures:
+                rep.figure(figures[name], CAPTIONS[name])
     rep.heading("The latent space, measured")
     for sentence in explain(analysis):
         rep.paragraph(sentence)
