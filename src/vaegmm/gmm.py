@@ -260,7 +260,7 @@ class GaussianMixture:
     -----------------
     weights_ (K,), means_ (K, D), covariances_ (K, D, D), precisions_cholesky_ (K, D, D),
     component_classes_ (K,) the class of each component, classes_ (C,) the sorted classes,
-    converged_, n_iter_, lower_bound_ (final mean log-likelihood per point) and
+    converged_, stopped_ (a keep_going guard ended EM), n_iter_, lower_bound_ (final mean log-likelihood per point) and
     log_likelihood_history_ (one entry per iteration).
     """
 
@@ -373,6 +373,7 @@ class GaussianMixture:
         gmm._set_parameters(np.asarray(weights, dtype=np.float64), np.asarray(means, dtype=np.float64), covariances,
                             precisions_chol, component_classes)
         gmm.converged_, gmm.n_iter_, gmm.log_likelihood_history_, gmm.lower_bound_ = True, 0, [], float("nan")
+        gmm.stopped_ = False
         return gmm
 
     def _set_parameters(self, weights, means, covariances, precisions_chol, component_classes) -> None:
@@ -510,6 +511,7 @@ class GaussianMixture:
             raise bad("a covariance matrix is not positive definite") from exc
         gmm._set_parameters(weights, means, covariances, precisions_chol, component_classes)
         gmm.converged_ = bool(state.get("converged", False))
+        gmm.stopped_ = False  # a saved mixture is a finished one
         gmm.n_iter_ = int(state.get("n_iter", 0))
         gmm.log_likelihood_history_ = [float(v) for v in state.get("log_likelihood_history", [])]
         gmm.lower_bound_ = gmm.log_likelihood_history_[-1] if gmm.log_likelihood_history_ else float("nan")
