@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from .clustering import SEEDINGS, kmeans, kmeans_plus_plus
 from .config import GMMConfig
-from .gmm import GaussianMixture, check_X
+from .gmm import GaussianMixture, check_X, class_indicator
 
 # --- the candidate ranking ------------------------------------------------------------------
 
@@ -192,14 +192,13 @@ def guarded_joint_em(staged: GaussianMixture, X, X_labelled, y_labelled, *, conf
     allowed = None
     if config.anchor_labels:
         allowed = np.concatenate([np.ones((len(X), len(classes_k)), bool), y_labelled[:, None] == classes_k[None]])
-    classes, component_class = np.unique(classes_k, return_inverse=True)
-    one_hot = (component_class[None, :] == np.arange(len(classes))[:, None]).astype(float)  # (C, K)
-    staged_index = np.searchsorted(classes, staged_partition)  # (N,)
+    indicator = class_indicator(staged.classes_, classes_k)  # (C, K)
+    staged_index = np.searchsorted(staged.classes_, staged_partition)  # (N,)
 
     def within_guard(resp: np.ndarray) -> bool:
         """Whether the parameters whose responsibilities (K, N + M) these are move at most
         ``max_class_shift`` of the points across classes: once they move more, EM stops and is refused."""
-        moved = np.argmax(one_hot @ resp[:, :len(X)], axis=0) != staged_index  # (N,)
+        moved = np.argmax(indicator @ resp[:, :len(X)], axis=0) != staged_index  # (N,)
         return float(np.mean(moved)) <= config.max_class_shift
 
     joint = _estimator(config, random_state).fit(

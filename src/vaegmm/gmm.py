@@ -14,7 +14,8 @@ from a given start and uses the result.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -95,6 +96,12 @@ def _log_gaussian_prob_kn(XT: np.ndarray, means: np.ndarray, precisions_chol: np
     return out
 
 
+def class_indicator(classes: np.ndarray, component_classes: np.ndarray) -> np.ndarray:
+    """(C, K) float: 1 where component k stands for class c. Its product with component posteriors (K, N)
+    sums them into class posteriors (C, N)."""
+    return (classes[:, None] == component_classes[None]).astype(np.float64)
+
+
 def estimate_log_gaussian_prob(X: np.ndarray, means: np.ndarray, precisions_chol: np.ndarray) -> np.ndarray:
     """log N(x_n | μ_k, Σ_k) for every point and component.
 
@@ -103,18 +110,20 @@ def estimate_log_gaussian_prob(X: np.ndarray, means: np.ndarray, precisions_chol
     return _log_gaussian_prob_kn(np.ascontiguousarray(X.T), means, precisions_chol).T
 
 
-def _logsumexp_first(a: np.ndarray, *, may_be_infinite: bool = True) -> np.ndarray:
-    """log Σ_k exp(a[k, n]) over the first axis of a (K, N); columns of -inf give -inf. Returns (N,).
+def _normalise_kn(log_prob: np.ndarray) -> np.ndarray:
+    """Turn log π_k N(x_n | μ_k, Σ_k) (K, N) into responsibilities, in place; return log p(x_n) (N,).
 
-    ``may_be_infinite=False`` promises finite entries (no mask applied) and skips guarding them.
+    A log-sum-exp whose exponentials are kept as the unnormalised responsibilities: one pass of exp.
+    Columns of -inf (a point no component may take) give -inf.
     """
-    top = a.max(axis=0)  # (N,)
-    if may_be_infinite:
-        top[~np.isfinite(top)] = 0.0
+    top = log_prob.max(axis=0)  # (N,)
+    top[~np.isfinite(top)] = 0.0
+    log_prob -= top
+    resp = np.exp(log_prob, out=log_prob)  # (K, N), the largest of each column is 1
+    total = resp.sum(axis=0)  # (N,) >= 1 wherever a component is allowed
+    resp /= total
     with np.errstate(divide="ignore"):
-        out = np.log(np.exp(a - top).sum(axis=0))
-    out += top
-    return out
+        return np.log(total) + top
 
 
 def _gaussian_parameters_kn(moments: Moments, resp: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -152,17 +161,8 @@ def _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn=None, 
 
 
 def _e_step_kn(XT, weights, means, precisions_chol, allowed_kn=None, moments=None) -> tuple[float, np.ndarray]:
-    log_prob = _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn, moments)  # (K, N)
-    # log-sum-exp whose exponentials are kept as the unnormalised responsibilities: one pass of exp, not two.
-    top = log_prob.max(axis=0)  # (N,)
-    if allowed_kn is not None:
-        top[~np.isfinite(top)] = 0.0
-    log_prob -= top
-    resp = np.exp(log_prob, out=log_prob)  # (K, N), the largest of each column is 1
-    total = resp.sum(axis=0)  # (N,) >= 1 wherever a component is allowed
-    resp /= total
-    with np.errstate(divide="ignore"):
-        log_norm = np.log(total) + top  # (N,)
+    resp = _weighted_log_prob_kn(XT, weights, means, precisions_chol, allowed_kn, moments)  # (K, N), log-space
+    log_norm = _normalise_kn(resp)  # (N,); resp now holds the responsibilities
     return float(log_norm.mean()), resp
 
 
@@ -406,20 +406,19 @@ class GaussianMixture:
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """log p(x) under the mixture: (N,)."""
-        return _logsumexp_first(self._component_log_prob_kn(X))
+        return _normalise_kn(self._component_log_prob_kn(X))
 
     def score(self, X: np.ndarray) -> float:
         """Mean log-likelihood per point."""
         return float(self.score_samples(X).mean())
 
     def _component_proba_kn(self, X: np.ndarray) -> np.ndarray:
-        log_prob = self._component_log_prob_kn(X)  # (K, N)
-        log_prob -= _logsumexp_first(log_prob)
-        return np.exp(log_prob, out=log_prob)
+        resp = self._component_log_prob_kn(X)  # (K, N), log-space
+        _normalise_kn(resp)
+        return resp
 
     def _class_proba_kn(self, X: np.ndarray) -> np.ndarray:
-        onehot = (self.classes_[:, None] == self.component_classes_[None]).astype(np.float64)  # (C, K)
-        return onehot @ self._component_proba_kn(X)  # (C, N)
+        return class_indicator(self.classes_, self.component_classes_) @ self._component_proba_kn(X)  # (C, N)
 
     def predict_component_proba(self, X: np.ndarray) -> np.ndarray:
         """Posterior over components: (N, K)."""

@@ -29,7 +29,7 @@ from .model import (
     reconstruct,
     save_model,
 )
-from .novelty import FEATURES, STATISTICS, NoveltyDetector, novelty_features
+from .novelty import NoveltyDetector, novelty_features
 from .storage import (
     atomic_output,
     atomic_write_bytes,
@@ -144,8 +144,7 @@ def train_and_fit(
         "device": result.device,
         "final_epoch": result.history[-1],
         "gmm": fit.summary(),
-        "novelty": {"threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_,
-                    "calibrated_on": f"{novelty.n_calibration_} training images", "features": list(FEATURES), "statistics": list(STATISTICS)},
+        "novelty": novelty.to_dict(),
     }
     save_model(model, model_path, train_config=train_config,
                extra={"fingerprint": state["vae"]["fingerprint"], "train_seconds": result.seconds})
