@@ -7,63 +7,69 @@ import pytest
 
 from vaegmm.cli import course_main, main
 from vaegmm.errors import ModelFileError
-from vaegmm.novelty import FEATURES, NoveltyDetector, novelty_features
+from vaegmm.config import VAEConfig
+from vaegmm.model import VAE, encode_statistics
+from vaegmm.novelty import STATISTICS, NoveltyDetector, novelty_statistics
 
 
 def _ordinary(rng, n):
-    """Features (n, 3) of ordinary images: log_recon rises with log_ink (slope 1.5), latent_nll independent."""
-    log_ink = rng.normal(-2.0, 0.3, n)
-    return np.stack([2.0 + 1.5 * log_ink + rng.normal(0, 0.1, n), log_ink, rng.normal(3.0, 1.0, n)], axis=1)
+    """Statistics (n, 2) of ordinary images: a dissimilarity around 0.1, a latent_nll around 3."""
+    return np.stack([rng.normal(0.1, 0.02, n), rng.normal(3.0, 1.0, n)], axis=1)
 
 
-def test_score_is_the_largest_one_sided_standard_score_and_the_threshold_flags_the_asked_share():
+def test_score_is_the_larger_one_sided_standard_score_and_the_threshold_flags_the_asked_share():
     rng = np.random.default_rng(0)
-    features = _ordinary(rng, 5000)
-    detector = NoveltyDetector().fit(features, flag_rate=0.05)
-    np.testing.assert_allclose(detector.ink_coef_, [2.0, 1.5], atol=0.02)  # the training images' line
-    log_recon, log_ink, latent_nll = features.T
-    adjusted = log_recon - detector.ink_coef_[0] - detector.ink_coef_[1] * log_ink
-    stats = np.stack([log_recon, adjusted, latent_nll], axis=1)
+    stats = _ordinary(rng, 5000)
+    detector = NoveltyDetector().fit(stats, flag_rate=0.05)
     by_hand = np.maximum((stats - stats.mean(0)) / stats.std(0), 0).max(axis=1)
-    np.testing.assert_allclose(detector.score(features), by_hand)
-    assert detector.flag(features).mean() == pytest.approx(0.05, abs=0.001)
+    np.testing.assert_allclose(detector.score(stats), by_hand)
+    assert detector.flag(stats).mean() == pytest.approx(0.05, abs=0.001)
     assert detector.flag(_ordinary(rng, 20000)).mean() == pytest.approx(0.05, abs=0.01)  # the rate holds on new data
-    assert detector.score(np.array([[-9.0, -2.0, -9.0]]))[0] == 0.0  # only the unusual side counts
+    assert detector.score(np.array([[0.0, -9.0]]))[0] == 0.0  # only the unusual side counts
 
 
-def test_each_statistic_alone_can_flag_and_little_ink_with_an_ordinary_error_is_novel():
+def test_each_statistic_alone_can_flag():
     detector = NoveltyDetector().fit(_ordinary(np.random.default_rng(1), 5000), flag_rate=0.01)
-    typical = np.array([2.0 + 1.5 * -2.0, -2.0, 3.0])
+    typical = np.array([0.1, 3.0])
     assert not detector.flag(typical[None]).any()
-    assert detector.flag((typical + [3.0, 0.0, 0.0])[None]).all()  # a high error
-    assert detector.flag((typical + [0.0, 0.0, 8.0])[None]).all()  # an improbable latent mean
-    # A blank-like image: its error is ordinary for the set, but far too high for the nil ink it holds.
-    blank = np.array([typical[0], -6.0, 3.0])
-    scores = detector.standard_scores(blank[None])[0]
-    assert scores[0] == pytest.approx(0.0, abs=0.5) and scores[1] > 10 and detector.flag(blank[None]).all()
+    assert detector.flag((typical + [0.1, 0.0])[None]).all()  # unlike its reconstruction
+    assert detector.flag((typical + [0.0, 8.0])[None]).all()  # an improbable latent mean
 
 
-def test_features_from_statistics():
+def test_statistics_from_the_encoder_pass():
     class Flat:  # a stand-in GMM with log-density -|mu|^2
         def score_samples(self, mu):
             return -(mu ** 2).sum(axis=1)
 
-    stats = {"mu": np.array([[0.0, 0.0], [1.0, 2.0]]), "logvar": np.zeros((2, 2)), "recon_bce": np.array([np.e, 1.0]),
-             "ink": np.array([0.5, 0.0]), "n_pixels": 4}
-    f = novelty_features(stats, Flat())
-    assert f.shape == (2, len(FEATURES))
-    np.testing.assert_allclose(f[:, 0], [1.0, 0.0], atol=1e-9)  # log reconstruction error
-    np.testing.assert_allclose(f[:, 1], np.log([0.75, 0.25]))  # log ink, floored at one lit pixel's share
-    np.testing.assert_allclose(f[:, 2], [0.0, 5.0])  # -log p(mu)
+    encoded = {"mu": np.array([[0.0, 0.0], [1.0, 2.0]]), "recon_corr": np.array([1.0, 0.25])}
+    s = novelty_statistics(encoded, Flat())
+    assert s.shape == (2, len(STATISTICS))
+    np.testing.assert_allclose(s[:, 0], [0.0, 0.75])  # 1 - correlation
+    np.testing.assert_allclose(s[:, 1], [0.0, 5.0])  # -log p(mu)
+
+
+def test_reconstruction_correlation_matches_numpy_and_is_zero_for_constant_images():
+    import torch
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(image_shape=(6, 6), hidden_sizes=(8,), latent_dim=2))
+    rng = np.random.default_rng(0)
+    images = np.concatenate([rng.uniform(0, 1, (5, 6, 6)), np.zeros((1, 6, 6)), np.full((1, 6, 6), 0.5)]).astype(np.float32)
+    encoded = encode_statistics(model, images)
+    with torch.no_grad():
+        recon = model.decode(model.encode(torch.as_tensor(images.reshape(7, -1)))[0]).reshape(7, -1).double().numpy()
+    expected = [np.corrcoef(images[i].ravel(), recon[i])[0, 1] for i in range(5)]
+    np.testing.assert_allclose(encoded["recon_corr"][:5], expected, rtol=1e-5)
+    assert encoded["recon_corr"][5] == 0.0 and encoded["recon_corr"][6] == 0.0
 
 
 def test_round_trip_and_refusals():
     detector = NoveltyDetector().fit(_ordinary(np.random.default_rng(1), 100), flag_rate=0.01)
     back = NoveltyDetector.from_dict(detector.to_dict(), source="g.pkl")
     assert back.threshold_ == detector.threshold_ and np.array_equal(back.std_, detector.std_)
-    assert np.array_equal(back.ink_coef_, detector.ink_coef_)
+    assert np.array_equal(back.mean_, detector.mean_)
     state = detector.to_dict()
-    state["mean"] = [0.0] * 2
+    state["mean"] = [0.0] * 3
     with pytest.raises(ModelFileError, match="g.pkl: its novelty calibration has the wrong shape"):
         NoveltyDetector.from_dict(state, source="g.pkl")
     state = detector.to_dict()
@@ -71,7 +77,7 @@ def test_round_trip_and_refusals():
     with pytest.raises(ModelFileError, match="NaN"):
         NoveltyDetector.from_dict(state, source="g.pkl")
     state = detector.to_dict()
-    state["version"] = 1  # a file calibrated before the ink adjustment
+    state["version"] = 2  # a file calibrated on other statistics
     with pytest.raises(ModelFileError, match="of another version; re-create the file with the 'train' command"):
         NoveltyDetector.from_dict(state, source="g.pkl")
 

@@ -96,7 +96,7 @@ class VAEGMM:
             ``n_components`` is fitted.
         """
         from .model import encode_statistics
-        from .novelty import NoveltyDetector, novelty_features
+        from .novelty import NoveltyDetector, novelty_statistics
         from .pipeline import fit_gmm
         from .training import pick_device, train_vae
 
@@ -125,7 +125,7 @@ class VAEGMM:
             gmm = self._unsupervised_mixture(stats["mu"])
             self.fit_ = None
         self.model_, self.gmm_, self.history_ = model, gmm, result.history
-        self.novelty_ = NoveltyDetector().fit(novelty_features(stats, gmm), flag_rate=(self.novelty or NoveltyConfig()).flag_rate)
+        self.novelty_ = NoveltyDetector().fit(novelty_statistics(stats, gmm), flag_rate=(self.novelty or NoveltyConfig()).flag_rate)
         self.classes_ = gmm.classes_
         self.image_shape_ = tuple(images.shape[1:])
         return self
@@ -203,11 +203,11 @@ class VAEGMM:
         """How typical each image is, higher for more typical (scikit-learn's convention): minus the
         novelty score. Images below ``-novelty_.threshold_`` belong to no known class. (N,)"""
         from .model import encode_statistics
-        from .novelty import novelty_features
+        from .novelty import novelty_statistics
 
         self._check_fitted()
         stats = encode_statistics(self.model_, self._images(X, "X"))
-        return -self.novelty_.score(novelty_features(stats, self.gmm_))
+        return -self.novelty_.score(novelty_statistics(stats, self.gmm_))
 
     def score(self, X, y) -> float:
         """The course's score on labelled images: the mean of macro and micro F1."""

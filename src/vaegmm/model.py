@@ -176,20 +176,27 @@ def encode_means(model: VAE, images, *, batch_size: int = 4096):
 @torch.no_grad()
 def encode_statistics(model: VAE, images, *, batch_size: int = 4096) -> dict[str, np.ndarray]:
     """One encoder and one decoder pass over images (N, H, W) in [0, 1], and what they say of each image:
-    ``mu`` and ``logvar`` (N, latent_dim) float64, ``recon_bce`` (N,), the Bernoulli negative
-    log-likelihood in nats of the image under the decoded latent mean, ``ink`` (N,), its mean intensity,
-    and ``n_pixels``, the pixels per image."""
+    ``mu`` and ``logvar`` (N, latent_dim) float64, and ``recon_corr`` (N,), the Pearson correlation
+    between the image and its reconstruction, the decoded latent mean (0 where either is constant)."""
     device = next(model.parameters()).device
     model.eval()
-    mus, logvars, bces, inks = [], [], [], []
+    mus, logvars, corrs = [], [], []
     for x in _batches(images, batch_size, device):
         x = x.reshape(len(x), -1)  # (B, input_dim)
         mu, logvar = model.encode(x)  # (B, latent_dim) each
-        bce = F.binary_cross_entropy_with_logits(model.decode_logits(mu), x, reduction="none").sum(dim=1)  # (B,)
-        mus.append(mu.double().cpu()), logvars.append(logvar.double().cpu()), bces.append(bce.double().cpu())
-        inks.append(x.double().mean(dim=1).cpu())  # (B,)
-    return {"mu": torch.cat(mus).numpy(), "logvar": torch.cat(logvars).numpy(), "recon_bce": torch.cat(bces).numpy(),
-            "ink": torch.cat(inks).numpy(), "n_pixels": model.config.input_dim}
+        recon = model.decode(mu).reshape(len(x), -1)  # (B, input_dim)
+        mus.append(mu.double().cpu()), logvars.append(logvar.double().cpu())
+        corrs.append(_pearson(x.double(), recon.double()).cpu())
+    return {"mu": torch.cat(mus).numpy(), "logvar": torch.cat(logvars).numpy(), "recon_corr": torch.cat(corrs).numpy()}
+
+
+def _pearson(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
+    """Row-wise Pearson correlation of a and b (B, P): (B,), 0 for a row where either is constant
+    (its correlation is undefined, and a constant image is as unlike a drawn one as any)."""
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    norms = a.norm(dim=1) * b.norm(dim=1)  # (B,)
+    return torch.where(norms > 0, (a * b).sum(dim=1) / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0)
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from .model import (
     reconstruct,
     save_model,
 )
-from .novelty import NoveltyDetector, novelty_features
+from .novelty import NoveltyDetector, novelty_statistics
 from .storage import (
     atomic_output,
     atomic_write_bytes,
@@ -133,7 +133,7 @@ def train_and_fit(
     fit = fit_gmm(statistics["mu"], encode_means(model, labelled.images), labelled, config=gmm_config,
                   seed=train_config.seed, source=train.source)
     gmm_seconds = time.perf_counter() - start - encode_seconds
-    novelty = NoveltyDetector().fit(novelty_features(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate)
+    novelty = NoveltyDetector().fit(novelty_statistics(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate)
     state = gmm_file_state(fit.gmm_, config=gmm_config, fit_summary=fit.summary(), model=model, novelty=novelty,
                            novelty_config=novelty_config)
     summary = {
@@ -228,7 +228,7 @@ def classify_to_file(model: VAE, gmm: GaussianMixture, dataset: Dataset, out_pat
         statistics = encode_statistics(model, dataset.images)
         proba = gmm.predict_proba(statistics["mu"])  # (N, C)
         predictions = gmm.classes_[proba.argmax(axis=1)]
-        scores = novelty.score(novelty_features(statistics, gmm))  # (N,)
+        scores = novelty.score(novelty_statistics(statistics, gmm))  # (N,)
         flags = scores > novelty.threshold_
         writer.writerow(["Predicted_Label", "Probability", "Novelty_Score", "Novel"])
         writer.writerows([int(p), f"{q:.6f}", f"{s:.4f}", int(f)] for p, q, s, f in zip(predictions, proba.max(axis=1), scores, flags))

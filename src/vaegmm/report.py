@@ -23,7 +23,7 @@ def write_json(path: Path, obj) -> None:
 def _evaluate_run(run_dir: Path, *, test_path, progress: bool) -> dict:
     """Open a run, encode its training images once, evaluate on the test images, draw every figure."""
     from .model import encode_statistics
-    from .novelty import novelty_features
+    from .novelty import novelty_statistics
 
     info, model, gmm, novelty, train, labelled, test = open_run(run_dir, test_path=test_path, progress=progress)
     train_stats = encode_statistics(model, train.images)
@@ -33,8 +33,8 @@ def _evaluate_run(run_dir: Path, *, test_path, progress: bool) -> dict:
     confusion = np.array(evaluation["confusion"]) if "confusion" in evaluation else None
     scores = None
     if novelty is not None and test is not None:
-        scores = {"train": novelty.score(novelty_features(train_stats, gmm)),
-                  "test": novelty.score(novelty_features(test_stats, gmm)),
+        scores = {"train": novelty.score(novelty_statistics(train_stats, gmm)),
+                  "test": novelty.score(novelty_statistics(test_stats, gmm)),
                   "threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_}
         evaluation["novelty"] = {"threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_,
                                  "flagged_test": int((scores["test"] > novelty.threshold_).sum()),
@@ -117,9 +117,9 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
     if "novelty" in evaluation:
         n = evaluation["novelty"]
         rep.heading("Novelty: images of no known class")
-        rep.paragraph(f"Each image's novelty score is the largest of three standard scores against the training images: its "
-                      f"reconstruction error, that error adjusted for how much ink the image holds, and its latent mean's "
-                      f"improbability under the GMM (vaegmm.novelty). The threshold "
+        rep.paragraph(f"Each image's novelty score is the larger of two standard scores against the training images: how "
+                      f"unlike its reconstruction it is (1 minus their correlation) and how improbable its latent mean is "
+                      f"under the GMM (vaegmm.novelty). The threshold "
                       f"{n['threshold']:.2f} flags {n['flag_rate']:.1%} of the training images, on which it was calibrated; "
                       f"it flags {n['flagged_test']} of the {evaluation['n_test']} test images ({n['flagged_test_rate']:.1%}).")
         for name in novelty_figures:
