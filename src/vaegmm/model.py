@@ -193,10 +193,13 @@ def encode_statistics(model: VAE, images, *, batch_size: int = 4096) -> dict[str
 def _pearson(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
     """Row-wise Pearson correlation of a and b (B, P): (B,), 0 for a row where either is constant
     (its correlation is undefined, and a constant image is as unlike a drawn one as any)."""
+    # Constant rows are found by their range, not their centred norm: a mean rounds, leaving a few ulps
+    # of "spread" whose correlation with anything is noise.
+    varies = (a.amax(dim=1) > a.amin(dim=1)) & (b.amax(dim=1) > b.amin(dim=1))  # (B,)
     a = a - a.mean(dim=1, keepdim=True)
     b = b - b.mean(dim=1, keepdim=True)
     norms = a.norm(dim=1) * b.norm(dim=1)  # (B,)
-    return torch.where(norms > 0, (a * b).sum(dim=1) / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0)
+    return torch.where(varies, (a * b).sum(dim=1) / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0)
 
 
 @torch.no_grad()
