@@ -15,6 +15,7 @@ plus the false-alarm rate on the 1/4/8 test images at the calibrated threshold. 
 
     python benchmarks/novelty.py [--mnist ../shared/data/mnist]   # about 4 minutes; results/novelty.json
     python benchmarks/novelty.py --digits 4,7,9 --skip-all-ten --out benchmarks/results/novelty_479.json
+    python benchmarks/novelty.py --latent-dim 10 --seedings nearest,spreading --out benchmarks/results/novelty_z10.json
 """
 
 from __future__ import annotations
@@ -81,11 +82,12 @@ def aurocs(inlier: dict, outlier: dict) -> dict[str, float]:
                                       np.r_[inlier[name], outlier[name]])) for name in inlier}
 
 
-def run_model(digits, arrays, out_dir: Path, *, others: bool, mnist_dir: str) -> dict:
+def run_model(digits, arrays, out_dir: Path, *, others: bool, mnist_dir: str, model_config: VAEConfig,
+              gmm_config: GMMConfig) -> dict:
     splits = select_digits(arrays, digits=digits, labels_per_digit=5, seed=0, source=mnist_dir)
     start = time.perf_counter()
-    train_and_fit(splits.train, splits.labelled, model_config=VAEConfig(), train_config=TrainConfig(),
-                  gmm_config=GMMConfig(), novelty_config=NoveltyConfig(), model_path=out_dir / "vae.pth",
+    train_and_fit(splits.train, splits.labelled, model_config=model_config, train_config=TrainConfig(),
+                  gmm_config=gmm_config, novelty_config=NoveltyConfig(), model_path=out_dir / "vae.pth",
                   gmm_path=out_dir / "gmm_params.pkl", progress=False)
     seconds = time.perf_counter() - start
     model = load_model_for(out_dir / "vae.pth")
@@ -117,18 +119,26 @@ def main() -> None:
     parser.add_argument("--out", default=HERE / "results" / "novelty.json")
     parser.add_argument("--digits", default="1,4,8", help="the trained classes of the first model (1,4,8 as the course)")
     parser.add_argument("--skip-all-ten", action="store_true")
+    parser.add_argument("--latent-dim", type=int, default=VAEConfig().latent_dim,
+                        help="the models' latent size (README recommends 10, with --seedings nearest,spreading)")
+    parser.add_argument("--seedings", default=",".join(GMMConfig().seedings), help="the GMMConfig seedings")
     args = parser.parse_args()
+    model_config = VAEConfig(latent_dim=args.latent_dim)
+    gmm_config = GMMConfig(seedings=tuple(args.seedings.split(",")))
     warnings.simplefilter("ignore")
     arrays = load_mnist_arrays(args.mnist)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         digits = tuple(int(d) for d in args.digits.split(","))
-        results = [run_model(digits, arrays, Path(tmp), others=True, mnist_dir=args.mnist)]
+        configs = {"mnist_dir": args.mnist, "model_config": model_config, "gmm_config": gmm_config}
+        results = [run_model(digits, arrays, Path(tmp), others=True, **configs)]
         if not args.skip_all_ten:
-            results.append(run_model(tuple(range(10)), arrays, Path(tmp), others=False, mnist_dir=args.mnist))
+            results.append(run_model(tuple(range(10)), arrays, Path(tmp), others=False, **configs))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"results": results, "novelty_config": NoveltyConfig().to_dict()}, indent=2))
+    Path(args.out).write_text(json.dumps({"results": results, "novelty_config": NoveltyConfig().to_dict(),
+                                           "model_config": model_config.to_dict(), "gmm_config": gmm_config.to_dict(),
+                                           "train_config": TrainConfig().to_dict()}, indent=2))
     print(f"saved {args.out}")
 
 
