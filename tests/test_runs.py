@@ -11,6 +11,7 @@ import torch
 from vaegmm.cli import main
 from vaegmm.config import VAEConfig
 from vaegmm.model import VAE, elbo_per_image
+from vaegmm.pipeline import load_model_for
 from vaegmm.storage import load_plain_pickle
 
 TINY = ["--epochs", "2", "--min-steps", "0", "--hidden", "64", "--no-progress"]
@@ -45,7 +46,8 @@ def test_elbo_per_image_matches_a_direct_monte_carlo_estimate():
 def test_demo_on_other_digits_writes_a_full_run(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--data-dir", str(_mnist_dir()), "--digits", "3,5", "--labels-per-digit", "3",
-                 "--out-dir", str(out), "--epochs", "4", "--min-steps", "0", "--hidden", "256", "--no-progress"])
+                 "--out-dir", str(out), "--epochs", "4", "--min-steps", "0", "--hidden", "256", "--no-progress",
+                 "--neighbour-weight", "0.4"])
     printed = capsys.readouterr().out
     assert code == 0
     assert "training images of digits [3, 5], 6 labelled, 1902 test" in printed
@@ -53,6 +55,8 @@ def test_demo_on_other_digits_writes_a_full_run(tmp_path, capsys):
     info = json.loads((out / "run.json").read_text())
     assert info["data"]["digits"] == [3, 5] and info["n_labelled"] == 6
     assert set(info["gmm_config"]) >= {"components_per_class", "max_fit_points", "label_slack"}
+    # The loss's settings travel with the model, so every command rebuilds it as trained.
+    assert info["model_config"]["neighbour_weight"] == 0.4 and load_model_for(out / "vae.pth").config.neighbour_weight == 0.4
     state = load_plain_pickle(out / "gmm_params.pkl")
     assert sorted(set(state["component_classes"])) == [3, 5]
     assert state["config"] == info["gmm_config"] and state["fit"]["chosen"] == info["summary"]["gmm"]["chosen"]

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig, VAEConfig
 from .errors import ModelFileError
 from .model import VAE, build_model, vae_loss
+from .neighbours import neighbour_affinities, neighbour_embedding_loss
 from .storage import atomic_output, atomic_write_bytes
 
 CHECKPOINT_FORMAT = "vaegmm.checkpoint"
@@ -135,6 +136,8 @@ def train_vae(
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    # Per pixel, so that the term keeps its balance with the reconstruction, a sum over pixels, at any image size.
+    neighbour_weight = model_config.neighbour_weight * model_config.input_dim
     model.train()
     for epoch in range(first_epoch, epochs + 1):
         epoch_start = time.perf_counter()
@@ -148,6 +151,10 @@ def train_vae(
                 group["lr"] = lr
             logits, mu, logvar = model(x)
             loss, recon, kl = vae_loss(logits, x, mu, logvar, beta=model_config.beta, recon_loss=model_config.recon_loss)
+            if neighbour_weight > 0 and len(x) > 1:  # a batch of one image has no neighbours
+                with torch.no_grad():  # the pixels' affinities are targets, not parameters
+                    affinities = neighbour_affinities(x, perplexity=model_config.perplexity)  # (B, B)
+                loss = loss + neighbour_weight * neighbour_embedding_loss(affinities, mu)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,83 @@
+"""The neighbour-embedding term: t-SNE's affinities, its KL loss, and what it does to a trained latent."""
+
+import numpy as np
+import pytest
+import torch
+
+from vaegmm.config import ConfigError, TrainConfig, VAEConfig
+from vaegmm.model import encode_means
+from vaegmm.neighbours import conditional_affinities, neighbour_affinities, neighbour_embedding_loss
+from vaegmm.training import train_vae
+
+
+@pytest.mark.parametrize("perplexity", [2.0, 3.0, 10.0])
+def test_each_row_has_the_asked_perplexity_and_p_is_a_symmetric_distribution(perplexity):
+    x = torch.as_tensor(np.random.default_rng(0).uniform(0, 1, (40, 16)), dtype=torch.float64)
+    rows = conditional_affinities(x, perplexity=perplexity)
+    entropy = -(rows * torch.log(rows.clamp_min(1e-300))).sum(dim=1)  # nats
+    np.testing.assert_allclose(torch.exp(entropy).numpy(), perplexity, rtol=1e-6)
+    assert torch.all(rows.diagonal() == 0) and torch.allclose(rows.sum(dim=1), torch.ones(40, dtype=torch.float64))
+    p = neighbour_affinities(x, perplexity=perplexity)
+    assert torch.allclose(p, p.T) and float(p.sum()) == pytest.approx(1.0)
+    # The nearest image gets the largest share of each row.
+    d = torch.cdist(x, x).fill_diagonal_(float("inf"))
+    assert torch.equal(rows.argmax(dim=1), d.argmin(dim=1))
+
+
+def test_perplexity_is_capped_by_the_batch_and_a_single_image_is_refused():
+    x = torch.as_tensor(np.random.default_rng(1).uniform(0, 1, (4, 9)), dtype=torch.float64)
+    rows = conditional_affinities(x, perplexity=30.0)  # only 3 other images: at most 3 neighbours
+    entropy = -(rows * torch.log(rows.clamp_min(1e-300))).sum(dim=1)
+    np.testing.assert_allclose(torch.exp(entropy).numpy(), 3.0, rtol=1e-4)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        conditional_affinities(x[:1], perplexity=3.0)
+
+
+def test_loss_matches_a_direct_computation_and_prefers_an_embedding_that_keeps_neighbours():
+    rng = np.random.default_rng(2)
+    p = neighbour_affinities(torch.as_tensor(rng.uniform(0, 1, (12, 5))), perplexity=3.0).numpy()
+    z = rng.normal(0, 1, (12, 2))
+    kernel = np.array([[0.0 if i == j else 1 / (1 + np.sum((z[i] - z[j]) ** 2)) for j in range(12)] for i in range(12)])
+    q = kernel / kernel.sum()
+    expected = sum(p[i, j] * np.log(p[i, j] / q[i, j]) for i in range(12) for j in range(12) if i != j)
+    got = neighbour_embedding_loss(torch.as_tensor(p), torch.as_tensor(z))
+    assert float(got) == pytest.approx(expected, rel=1e-10)
+    # Two well-separated groups in pixel space: the embedding that keeps them apart costs less.
+    x = torch.as_tensor(np.r_[rng.normal(0, 0.1, (10, 5)), rng.normal(5, 0.1, (10, 5))])
+    p = neighbour_affinities(x, perplexity=3.0)
+    kept = torch.as_tensor(np.r_[rng.normal(0, 0.5, (10, 2)), rng.normal(8, 0.5, (10, 2))])
+    mixed = kept[torch.as_tensor(rng.permutation(20))]
+    assert neighbour_embedding_loss(p, kept) < neighbour_embedding_loss(p, mixed)
+
+
+def test_settings_are_validated():
+    with pytest.raises(ConfigError, match="perplexity"):
+        VAEConfig(perplexity=1.0)
+    with pytest.raises(ConfigError, match="neighbour_weight"):
+        VAEConfig(neighbour_weight=-0.1)
+    assert VAEConfig().neighbour_weight == 0.0  # off unless asked: the course's model is unchanged
+
+
+def _neighbours_kept(x: np.ndarray, z: np.ndarray, k: int) -> float:
+    """Share of each image's k nearest pixel-space neighbours among its k nearest latent ones."""
+    def knn(a):
+        d = ((a[:, None] - a[None]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        return np.argsort(d, axis=1)[:, :k]
+    px, lz = knn(x.reshape(len(x), -1)), knn(z)
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(px, lz)]))
+
+
+def test_training_with_the_term_keeps_more_pixel_neighbours_in_the_latent():
+    # Blobs at random places on a 10x10 canvas: a two-parameter family the 2-D latent can lay out.
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:10, 0:10]
+    centres = rng.uniform(2, 8, (400, 2))
+    images = np.exp(-((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2) / 4).astype(np.float32)
+    kept = {}
+    for weight in (0.0, 0.4):
+        result = train_vae(images, model_config=VAEConfig(image_shape=(10, 10), hidden_sizes=(64,), neighbour_weight=weight),
+                           train_config=TrainConfig(epochs=30, min_steps=0, batch_size=64), device=torch.device("cpu"),
+                           progress=False)
+        kept[weight] = _neighbours_kept(images, encode_means(result.model, images), k=5)
+    assert kept[0.4] > kept[0.0] + 0.05, kept
