@@ -194,7 +194,7 @@ def training_curves(history: list[dict], path, *, title: str) -> Path:
     plt = _plt()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, key, label in zip(axes, ("loss", "recon", "kl"), ("loss (negative ELBO)", "reconstruction", "KL to N(0, I)")):
+    for ax, key, label in zip(axes, ("loss", "recon", "kl"), ("training loss", "reconstruction", "KL to N(0, I)")):
         ax.plot(epochs, [h[key] for h in history], marker="o", markersize=3)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{label}, nats per image")
