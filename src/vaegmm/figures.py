@@ -118,7 +118,7 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
                        predict=lambda P: gmm.predict(plane.lift(P)), Z_labelled=plane.project(Z_lab),
                        y_labelled=labelled.labels, axis_names=plane.names,
                        title="GMM: 1σ and 2σ ellipses, means and decision regions")
-    plots.training_curves(history, paths["curves"], title="Training: negative ELBO and its two terms per epoch")
+    plots.training_curves(history, paths["curves"], title="Training: the loss and the ELBO's two terms per epoch")
     if confusion is not None:
         plots.confusion(confusion, gmm.classes_.tolist(), paths["confusion"], title=f"Confusion on {len(test)} test images")
     else:
