@@ -1,20 +1,13 @@
-"""The few-label fit: seedings, stages, the neighbour-graph ranking and the choice among candidates."""
+"""The few-label fit: seedings, stages, candidates, subsets and threads."""
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from vaegmm.candidates import boundary_fraction, neighbour_graph
 from vaegmm.config import GMMConfig
 from vaegmm.errors import ConfigError
-from vaegmm.fewlabel import (
-    FewLabelGMM,
-    boundary_fraction,
-    choose_candidate,
-    component_schedule,
-    random_subset,
-    neighbour_graph,
-)
+from vaegmm.fewlabel import FewLabelGMM, component_schedule, random_subset
 
 from .conftest import COVS, MEANS, few_label, make_blobs
 
@@ -36,26 +29,6 @@ def test_staged_fit_gives_a_bimodal_class_one_component_per_mode():
     assert fit.chosen_.labelled_agreement == 1.0
     class0 = gmm.means_[gmm.component_classes_ == 0]
     np.testing.assert_allclose(class0[np.argsort(class0[:, 0])], centres[:2], atol=0.15)
-
-
-def test_neighbour_graph_and_boundary_fraction_match_brute_force():
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(300, 2))
-    labels = (X[:, 0] + 0.3 * rng.normal(size=300) > 0).astype(int)
-    neighbours = neighbour_graph(X, 5)
-    dist = ((X[:, None] - X[None]) ** 2).sum(-1)
-    np.fill_diagonal(dist, np.inf)
-    expected = np.argsort(dist, axis=1)[:, :5]
-    np.testing.assert_array_equal(np.sort(neighbours, axis=1), np.sort(expected, axis=1))
-    assert boundary_fraction(labels, neighbours) == pytest.approx(np.mean(labels[expected] != labels[:, None]))
-    assert boundary_fraction(np.zeros(300, int), neighbours) == 0.0
-
-
-def test_border_through_the_gap_cuts_fewer_edges_than_one_through_a_cluster(blobs):
-    X, y = blobs
-    neighbours = neighbour_graph(X, 10)
-    through_cluster = np.where(X[:, 1] > 0, 1, 0)  # splits the left blob in two
-    assert boundary_fraction(y, neighbours) < boundary_fraction(through_cluster, neighbours) / 5
 
 
 @pytest.mark.parametrize("schedule, k, expected", [
@@ -110,18 +83,6 @@ def test_fit_seeded_keeps_the_fewest_cut_edges_among_candidates_agreeing_with_th
     best = min(agreeing, key=lambda c: (c.boundary_fraction, -c.lower_bound))
     assert fit.chosen_ is best
     assert fit.chosen_.boundary_fraction == boundary_fraction(fit.gmm_.predict(X), neighbour_graph(X, fit.config.n_neighbors))
-
-
-@pytest.mark.parametrize("slack, expected", [(0, "a"), (1, "b"), (2, "b"), (4, "c")])
-def test_choose_candidate_trades_labelled_points_for_cleaner_borders_only_within_the_slack(slack, expected):
-    # As on a real draw: "a" keeps 14 of 15 labelled points, "b" 13 with a much cleaner border.
-    candidates = [
-        SimpleNamespace(name="a", labelled_agreement=14 / 15, boundary_fraction=0.0068, lower_bound=-3.0),
-        SimpleNamespace(name="b", labelled_agreement=13 / 15, boundary_fraction=0.0042, lower_bound=-3.1),
-        SimpleNamespace(name="c", labelled_agreement=10 / 15, boundary_fraction=0.0010, lower_bound=-3.2),
-        SimpleNamespace(name="d", labelled_agreement=13 / 15, boundary_fraction=0.0042, lower_bound=-3.3),
-    ]
-    assert choose_candidate(candidates, n_labelled=15, label_slack=slack).name == expected
 
 
 def test_joint_em_is_rejected_by_the_drift_guard():

@@ -1,4 +1,4 @@
-"""Fitting the latent mixture from a few labelled points: seedings, stages and the choice among candidates.
+"""Fitting the latent mixture from a few labelled points: seedings, stages and candidates.
 
 Plain EM seeded with the labelled class means drifts when a class's cluster is not one Gaussian: a
 component balloons over the centre, or two classes share one. :class:`FewLabelGMM` therefore fits in
@@ -18,49 +18,22 @@ stages, each a pure function that builds fresh :class:`~vaegmm.gmm.GaussianMixtu
    classified as their own class and never moves more than ``max_class_shift`` of the points across
    classes (EM stops as soon as it does).
 
-Each (seeding, schedule) pair gives a :class:`Candidate`. The unlabelled likelihood cannot choose among
-them: a class's sparse tail is often likelier under a broad neighbouring class. So
-:func:`choose_candidate` keeps the candidates within ``label_slack`` labelled points of the best one,
-then the one whose class borders cut the fewest edges of the data's nearest-neighbour graph (borders
-through sparse regions: the cluster assumption of semi-supervised learning), then the likelier one.
+Each (seeding, schedule) pair gives a :class:`~vaegmm.candidates.Candidate`, and
+:func:`~vaegmm.candidates.choose_candidate` picks one (see :mod:`vaegmm.candidates`).
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from .candidates import Candidate, boundary_fraction, choose_candidate, neighbour_graph
 from .clustering import SEEDINGS, kmeans, kmeans_plus_plus
 from .config import GMMConfig
 from .gmm import GaussianMixture, check_X, class_indicator
-
-# --- the candidate ranking ------------------------------------------------------------------
-
-def neighbour_graph(X: np.ndarray, n_neighbors: int) -> np.ndarray:
-    """Indices of each row's ``n_neighbors`` nearest other rows of X (N, D): (N, n_neighbors)."""
-    from scipy.spatial import cKDTree
-
-    n_neighbors = min(n_neighbors, len(X) - 1)
-    if n_neighbors < 1:
-        return np.empty((len(X), 0), dtype=np.int64)
-    # k as a list keeps the result 2-D; the 1st nearest is the point itself
-    _, idx = cKDTree(X).query(X, k=list(range(2, n_neighbors + 2)))  # (N, n_neighbors)
-    return idx
-
-
-def boundary_fraction(labels: np.ndarray, neighbours: np.ndarray) -> float:
-    """Share of nearest-neighbour edges whose two ends carry different labels.
-
-    labels (N,); neighbours (N, k) from :func:`neighbour_graph`. A partition whose class borders run
-    through sparse regions cuts few edges.
-    """
-    if neighbours.size == 0:
-        return 0.0
-    return float(np.mean(labels[neighbours] != labels[:, None]))
 
 
 def random_subset(n_points: int, max_points: int, rng: np.random.Generator) -> np.ndarray:
@@ -68,38 +41,6 @@ def random_subset(n_points: int, max_points: int, rng: np.random.Generator) -> n
     if n_points <= max_points:
         return np.arange(n_points)
     return np.sort(rng.choice(n_points, size=max_points, replace=False))
-
-
-@dataclass
-class Candidate:
-    """One candidate fit and what ranks it."""
-
-    gmm: GaussianMixture
-    seeding: str
-    schedule: str
-    partition_rounds: int
-    joint_em_accepted: bool
-    class_shift: float  # share of points the joint EM moved across classes
-    labelled_agreement: float  # share of labelled points classified as their own class
-    lower_bound: float  # mean log-likelihood per point, labelled points included
-    boundary_fraction: float = float("nan")  # share of neighbour-graph edges its partition cuts
-
-    def summary(self) -> dict:
-        """Plain data for run.json and the GMM file."""
-        return {"seeding": self.seeding, "schedule": self.schedule, "labelled_agreement": self.labelled_agreement,
-                "boundary_fraction": self.boundary_fraction, "lower_bound": self.lower_bound,
-                "partition_rounds": self.partition_rounds, "joint_em_accepted": self.joint_em_accepted,
-                "class_shift": self.class_shift, "em_iterations": int(self.gmm.n_iter_),
-                "em_converged": bool(self.gmm.converged_)}
-
-
-def choose_candidate(candidates: list, *, n_labelled: int, label_slack: int):
-    """The candidate whose borders cut the fewest neighbour edges, among those misplacing at most
-    ``label_slack`` more of the ``n_labelled`` labelled points than the best one; ties go to the
-    higher lower bound. Candidates need ``labelled_agreement``, ``boundary_fraction`` and ``lower_bound``."""
-    kept = [round(c.labelled_agreement * n_labelled) for c in candidates]
-    eligible = [c for c, k in zip(candidates, kept) if k >= max(kept) - label_slack]
-    return min(eligible, key=lambda c: (c.boundary_fraction, -c.lower_bound))
 
 
 # --- the stages -------------------------------------------------------------------------------

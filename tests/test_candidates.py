@@ -1,0 +1,40 @@
+"""Ranking candidate fits: the neighbour graph, the edges a partition cuts, and the choice."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from vaegmm.candidates import boundary_fraction, choose_candidate, neighbour_graph
+
+
+def test_neighbour_graph_and_boundary_fraction_match_brute_force():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 2))
+    labels = (X[:, 0] + 0.3 * rng.normal(size=300) > 0).astype(int)
+    neighbours = neighbour_graph(X, 5)
+    dist = ((X[:, None] - X[None]) ** 2).sum(-1)
+    np.fill_diagonal(dist, np.inf)
+    expected = np.argsort(dist, axis=1)[:, :5]
+    np.testing.assert_array_equal(np.sort(neighbours, axis=1), np.sort(expected, axis=1))
+    assert boundary_fraction(labels, neighbours) == pytest.approx(np.mean(labels[expected] != labels[:, None]))
+    assert boundary_fraction(np.zeros(300, int), neighbours) == 0.0
+
+
+def test_border_through_the_gap_cuts_fewer_edges_than_one_through_a_cluster(blobs):
+    X, y = blobs
+    neighbours = neighbour_graph(X, 10)
+    through_cluster = np.where(X[:, 1] > 0, 1, 0)  # splits the left blob in two
+    assert boundary_fraction(y, neighbours) < boundary_fraction(through_cluster, neighbours) / 5
+
+
+@pytest.mark.parametrize("slack, expected", [(0, "a"), (1, "b"), (2, "b"), (4, "c")])
+def test_choose_candidate_trades_labelled_points_for_cleaner_borders_only_within_the_slack(slack, expected):
+    # As on a real draw: "a" keeps 14 of 15 labelled points, "b" 13 with a much cleaner border.
+    candidates = [
+        SimpleNamespace(name="a", labelled_agreement=14 / 15, boundary_fraction=0.0068, lower_bound=-3.0),
+        SimpleNamespace(name="b", labelled_agreement=13 / 15, boundary_fraction=0.0042, lower_bound=-3.1),
+        SimpleNamespace(name="c", labelled_agreement=10 / 15, boundary_fraction=0.0010, lower_bound=-3.2),
+        SimpleNamespace(name="d", labelled_agreement=13 / 15, boundary_fraction=0.0042, lower_bound=-3.3),
+    ]
+    assert choose_candidate(candidates, n_labelled=15, label_slack=slack).name == expected
