@@ -20,6 +20,11 @@ test images: run it once, at the end. Results go to benchmarks/results/few_label
     python benchmarks/few_labels.py [--sets 148,358,479,all,digits8] [--split validation|test]
     python benchmarks/few_labels.py --neighbour-weight 0.4 --variants default --no-peer --no-pixels \
         --out benchmarks/results/few_labels_validation_z2_neighbours.json
+    python benchmarks/few_labels.py --sets 358,479,all --neighbour-weight 0.4 --variants default --no-peer \
+        --no-pixels --train-seed 1 --out benchmarks/results/few_labels_validation_z2_neighbours_seed1.json
+
+``--train-seed`` trains the VAE with another seed and keeps the label draws: how much one trained VAE
+moves the figures.
 """
 
 from __future__ import annotations
