@@ -114,12 +114,13 @@ def run_set(name: str, args) -> dict:
     labelled_sets = draws(y_train, args.draws)
     model_config = VAEConfig(image_shape=x_train.shape[1:], latent_dim=args.latent_dim,
                              neighbour_weight=args.neighbour_weight)
-    result = train_vae(x_train, model_config=model_config, train_config=TrainConfig(seed=args.train_seed),
+    result = train_vae(x_train, model_config=model_config, train_config=TrainConfig(seed=args.train_seed, restarts=args.restarts),
                        device=torch.device("cpu"), progress=False)
     Z, Z_eval = encode_means(result.model, x_train), encode_means(result.model, x_eval)
     out = {"set": name, "classes": np.unique(y_train).tolist(), "n_train": len(y_train), "n_eval": len(y_eval),
            "split": args.split, "latent_dim": args.latent_dim, "neighbour_weight": args.neighbour_weight,
-           "train_seed": args.train_seed,
+           "train_seed": args.train_seed, "restarts": args.restarts, "kept_seed": result.seed,
+           "restart_losses": result.restart_losses,
            "train_seconds": result.seconds, "vaegmm": {}}
     for variant in args.variants:
         scores, seconds = [], []
@@ -159,6 +160,8 @@ def main() -> None:
                         help="the VAE's neighbour-embedding weight (README recommends 0.4 with a 2-D latent)")
     parser.add_argument("--train-seed", type=int, default=TrainConfig().seed,
                         help="the VAE's training seed: rerun with others to see how much one trained VAE moves the figures")
+    parser.add_argument("--restarts", type=int, default=TrainConfig().restarts,
+                        help="VAEs trained per set (seeds --train-seed, +1, ...); the lowest final loss is kept")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"GMM variants, from {list(VARIANTS)}")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the standard recipe")
     parser.add_argument("--no-pixels", dest="pixels", action="store_false", help="skip LabelSpreading on pixels")
@@ -172,7 +175,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "results": results, "variants": {k: GMMConfig(**v).to_dict() for k, v in VARIANTS.items() if k in args.variants},
-        "model": VAEConfig(latent_dim=args.latent_dim, neighbour_weight=args.neighbour_weight).to_dict(), "train": TrainConfig(seed=args.train_seed).to_dict(),
+        "model": VAEConfig(latent_dim=args.latent_dim, neighbour_weight=args.neighbour_weight).to_dict(), "train": TrainConfig(seed=args.train_seed, restarts=args.restarts).to_dict(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }, indent=2))
     print(f"saved {out}")

@@ -120,6 +120,10 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     final = summary["final_epoch"]
     print(f"training: {final['epoch']} epochs, {summary['train_seconds']:.1f} s on {summary['device']}; "
           f"final loss {final['loss']:.2f}")
+    restarts = summary["restarts"]
+    if len(restarts["final_losses"]) > 1:
+        losses = ", ".join(f"{loss:.2f}" for loss in restarts["final_losses"])
+        print(f"restarts: final losses {losses}; kept the VAE of seed {restarts['kept_seed']}")
     chosen, candidates = summary["gmm"]["chosen"], summary["gmm"]["candidates"]
     if chosen["joint_em_accepted"]:
         em = f"joint EM {'converged' if chosen['em_converged'] else 'did NOT converge'} in {chosen['em_iterations']} iterations"

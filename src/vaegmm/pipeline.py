@@ -143,6 +143,7 @@ def train_and_fit(
         "gmm_seconds": gmm_seconds,
         "device": result.device,
         "final_epoch": result.history[-1],
+        "restarts": {"final_losses": result.restart_losses, "kept_seed": result.seed},
         "gmm": fit.summary(),
         "novelty": novelty.to_dict(),
     }

@@ -6,7 +6,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import TrainConfig, VAEConfig
-from .errors import ModelFileError
+from .errors import ConfigError, ModelFileError
 from .model import VAE, build_model, vae_loss
 from .neighbours import neighbour_affinities, neighbour_embedding_loss
 from .storage import atomic_output, atomic_write_bytes
@@ -35,6 +35,8 @@ class TrainResult:
     history: list[dict]
     seconds: float
     device: str
+    seed: int = 0  # the seed of the VAE kept
+    restart_losses: list[float] = field(default_factory=list)  # the final training loss of each restart, in seed order
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -100,7 +102,14 @@ def train_vae(
     Writes one JSON line per epoch to ``log_path`` and, after every epoch, a checkpoint
     (weights, optimizer, epoch, RNG state) to ``checkpoint_path``; with ``resume`` an
     existing checkpoint is continued, giving the same model as an uninterrupted run.
+    With ``train_config.restarts`` above 1, see :func:`train_restarts`.
     """
+    if train_config.restarts > 1:
+        if resume:
+            raise ConfigError(f"resuming continues one training run; it cannot be combined with restarts "
+                              f"({train_config.restarts}). Train with --restarts 1 to resume, or start afresh.")
+        return train_restarts(images, model_config=model_config, train_config=train_config, device=device,
+                              log_path=log_path, progress=progress)
     device = device or pick_device()
     start = time.perf_counter()
     torch.manual_seed(train_config.seed)
@@ -185,4 +194,27 @@ def train_vae(
             )
     bar.close()
     model.eval()
-    return TrainResult(model=model, history=history, seconds=time.perf_counter() - start, device=str(device))
+    return TrainResult(model=model, history=history, seconds=time.perf_counter() - start, device=str(device),
+                       seed=train_config.seed, restart_losses=[history[-1]["loss"]])
+
+
+def train_restarts(images: np.ndarray, *, model_config: VAEConfig, train_config: TrainConfig,
+                   device: torch.device | None = None, log_path: str | Path | None = None,
+                   progress: bool = True) -> TrainResult:
+    """Train ``train_config.restarts`` VAEs with seeds ``seed``, ``seed + 1``, ... and keep the one with the
+    lowest final training loss, the objective they all minimise (as ``n_init`` does for scikit-learn's
+    mixtures). No checkpoints are written; ``log_path`` receives the kept run's epochs."""
+    start = time.perf_counter()
+    best, losses = None, []
+    for i in range(train_config.restarts):
+        run = train_vae(images, model_config=model_config, progress=progress, device=device,
+                        train_config=replace(train_config, seed=train_config.seed + i, restarts=1))
+        losses.append(run.history[-1]["loss"])
+        if progress:
+            print(f"restart {i + 1}/{train_config.restarts} (seed {run.seed}): final loss {losses[-1]:.2f}",
+                  file=sys.stderr, flush=True)
+        if best is None or losses[-1] < best.history[-1]["loss"]:
+            best = run
+    if log_path:
+        atomic_write_bytes(log_path, "".join(json.dumps(h) + "\n" for h in best.history).encode())
+    return replace(best, seconds=time.perf_counter() - start, restart_losses=losses)
