@@ -69,3 +69,4 @@ def test_run_json_and_the_log_record_the_restarts_and_the_kept_run(images, tmp_p
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert log == info["history"] and log[-1]["loss"] == min(restarts["final_losses"])
     assert not (tmp_path / "vae.pth.ckpt").exists()
+    assert torch.load(tmp_path / "vae.pth", weights_only=True)["extra"]["restarts"]["kept_seed"] == kept

@@ -148,7 +148,8 @@ def train_and_fit(
         "novelty": novelty.to_dict(),
     }
     save_model(model, model_path, train_config=train_config,
-               extra={"fingerprint": state["vae"]["fingerprint"], "train_seconds": result.seconds})
+               extra={"fingerprint": state["vae"]["fingerprint"], "train_seconds": result.seconds,
+                      "restarts": summary["restarts"]})  # the kept seed: train_config's seed is the first one
     save_plain_pickle(state, gmm_path)
     if run_info_path:
         info = {
