@@ -69,6 +69,11 @@ def _save_checkpoint(path, *, model, optimizer, epoch, history, device, model_co
         )
 
 
+def _write_log(path, history: list[dict]) -> None:
+    """The training log: one JSON line per epoch, replaced whole."""
+    atomic_write_bytes(path, "".join(json.dumps(h) + "\n" for h in history).encode())
+
+
 def _load_checkpoint(path: Path, *, model_config, train_config, device) -> dict:
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
@@ -186,7 +191,7 @@ def train_vae(
             print(f"epoch {epoch}/{epochs}: loss {loss_m:.2f} (reconstruction {recon_m:.2f}, "
                   f"KL {kl_m:.2f}), {history[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
         if log_path:
-            atomic_write_bytes(log_path, "".join(json.dumps(h) + "\n" for h in history).encode())
+            _write_log(log_path, history)
         if checkpoint_path:
             _save_checkpoint(
                 checkpoint_path, model=model, optimizer=optimizer, epoch=epoch, history=history,
@@ -216,5 +221,5 @@ def train_restarts(images: np.ndarray, *, model_config: VAEConfig, train_config:
         if best is None or losses[-1] < best.history[-1]["loss"]:
             best = run
     if log_path:
-        atomic_write_bytes(log_path, "".join(json.dumps(h) + "\n" for h in best.history).encode())
+        _write_log(log_path, best.history)
     return replace(best, seconds=time.perf_counter() - start, restart_losses=losses)
