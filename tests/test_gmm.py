@@ -146,7 +146,7 @@ def test_malicious_pickle_is_refused_without_running_it(tmp_path):
 
     path = tmp_path / "gmm_params.pkl"
     path.write_bytes(pickle.dumps({"format": "vaegmm.gmm", "means": Evil()}))
-    with pytest.raises(ModelFileError, match=r"gmm_params\.pkl.*'io\.open'.*never runs code"):
+    with pytest.raises(ModelFileError, match=r"gmm_params\.pkl.*'[\w.]*open'.*never runs code"):
         load_plain_pickle(path)
     assert not marker.exists()
 

@@ -292,6 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.configs = configs_from_args(args)
         except ValueError as exc:
             parser.error(str(exc))
+    if getattr(args, "device", "auto") != "auto":  # a named device is checked before any file is read or written
+        from .training import pick_device
+        try:
+            pick_device(args.device)
+        except ValueError as exc:
+            parser.error(str(exc))
     return _guarded(lambda: args.job(args), on_interrupt=args.interrupt_hint)
 
 

@@ -23,10 +23,20 @@ CHECKPOINT_FORMAT = "vaegmm.checkpoint"
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """"auto" takes a GPU when one is present, the CPU otherwise."""
+    """"auto" takes a GPU when one is present, the CPU otherwise; a GPU asked for by name must be there."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device torch knows; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        # Without this check the first tensor moved there fails deep inside torch with a driver message.
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ConfigError(f"--device {name!r} asked for a GPU, but torch sees {count} CUDA device(s) here; "
+                              "use --device auto (a GPU when present) or --device cpu")
+    return device
 
 
 @dataclass
