@@ -112,13 +112,14 @@ def run_set(name: str, args) -> dict:
     x_train, y_train, x_eval, y_eval = load_set(name, Path(args.mnist), args.split)
     labelled_sets = draws(y_train, args.draws)
     model_config = VAEConfig(image_shape=x_train.shape[1:], latent_dim=args.latent_dim,
-                             neighbour_weight=args.neighbour_weight)
+                             neighbour_weight=args.neighbour_weight, neighbour_dof=args.neighbour_dof,
+                             perplexity=args.perplexity)
     result = train_vae(x_train, model_config=model_config, train_config=TrainConfig(seed=args.train_seed, restarts=args.restarts),
                        device=pick_device(args.device), progress=False)
     Z, Z_eval = encode_means(result.model, x_train), encode_means(result.model, x_eval)
     out = {"set": name, "classes": np.unique(y_train).tolist(), "n_train": len(y_train), "n_eval": len(y_eval),
            "split": args.split, "latent_dim": args.latent_dim, "neighbour_weight": args.neighbour_weight,
-           "train_seed": args.train_seed, "restarts": args.restarts, "kept_seed": result.seed,
+           "neighbour_dof": model_config.neighbour_dof, "perplexity": args.perplexity, "train_seed": args.train_seed, "restarts": args.restarts, "kept_seed": result.seed,
            "restart_losses": result.restart_losses,
            "train_seconds": result.seconds, "device": result.device, "vaegmm": {}}
     for variant in args.variants:
@@ -157,6 +158,10 @@ def main() -> None:
     parser.add_argument("--latent-dim", type=int, default=VAEConfig().latent_dim)
     parser.add_argument("--neighbour-weight", type=float, default=VAEConfig().neighbour_weight,
                         help="the VAE's neighbour-embedding weight (README recommends 0.4 with a 2-D latent)")
+    parser.add_argument("--neighbour-dof", type=float, default=None,
+                        help="degrees of freedom of the neighbour term's Student-t kernel (default: the latent size - 1)")
+    parser.add_argument("--perplexity", type=float, default=VAEConfig().perplexity,
+                        help="the neighbour term's effective number of neighbours per image in a batch")
     parser.add_argument("--train-seed", type=int, default=TrainConfig().seed,
                         help="the VAE's training seed: rerun with others to see how much one trained VAE moves the figures")
     parser.add_argument("--restarts", type=int, default=TrainConfig().restarts,
@@ -177,7 +182,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "results": results, "variants": {k: GMMConfig(**v).to_dict() for k, v in VARIANTS.items() if k in args.variants},
-        "model": VAEConfig(latent_dim=args.latent_dim, neighbour_weight=args.neighbour_weight).to_dict(), "train": TrainConfig(seed=args.train_seed, restarts=args.restarts).to_dict(),
+        "model": VAEConfig(latent_dim=args.latent_dim, neighbour_weight=args.neighbour_weight,
+                           neighbour_dof=args.neighbour_dof, perplexity=args.perplexity).to_dict(), "train": TrainConfig(seed=args.train_seed, restarts=args.restarts).to_dict(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device},
     }, indent=2))
     print(f"saved {out}")

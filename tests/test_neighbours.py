@@ -50,12 +50,43 @@ def test_loss_matches_a_direct_computation_and_prefers_an_embedding_that_keeps_n
     assert neighbour_embedding_loss(p, kept) < neighbour_embedding_loss(p, mixed)
 
 
+@pytest.mark.parametrize("dof", [1.0, 3.0, 9.0])
+def test_the_latent_kernel_is_a_student_t_of_the_asked_degrees_of_freedom(dof):
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    p = neighbour_affinities(torch.as_tensor(rng.uniform(0, 1, (9, 4))), perplexity=3.0).numpy()
+    z = rng.normal(0, 1, (9, 10))
+    # As in parametric t-SNE, Q is proportional to the (one-dimensional) Student-t density of each pair's distance.
+    density = np.array([[0.0 if i == j else stats.t(df=dof).pdf(np.linalg.norm(z[i] - z[j])) for j in range(9)]
+                        for i in range(9)])
+    q = density / density.sum()
+    expected = sum(p[i, j] * np.log(p[i, j] / q[i, j]) for i in range(9) for j in range(9) if i != j)
+    got = neighbour_embedding_loss(torch.as_tensor(p), torch.as_tensor(z), dof=dof)
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+
+
 def test_settings_are_validated():
     with pytest.raises(ConfigError, match="perplexity"):
         VAEConfig(perplexity=1.0)
     with pytest.raises(ConfigError, match="neighbour_weight"):
         VAEConfig(neighbour_weight=-0.1)
+    with pytest.raises(ConfigError, match="neighbour_dof must be a finite number > 0; got 0"):
+        VAEConfig(neighbour_dof=0)
     assert VAEConfig().neighbour_weight == 0.0  # off unless asked: the course's model is unchanged
+
+
+def test_the_kernels_degrees_of_freedom_follow_the_latent_size_unless_set():
+    from vaegmm.cli import build_parser, configs_from_args
+
+    assert VAEConfig().neighbour_dof == 1.0 and VAEConfig(latent_dim=10).neighbour_dof == 9.0
+    assert VAEConfig(latent_dim=1).neighbour_dof == 1.0 and VAEConfig(latent_dim=10, neighbour_dof=3).neighbour_dof == 3.0
+    # Saved resolved, so a model file rebuilds the same loss.
+    assert VAEConfig.from_dict(VAEConfig(latent_dim=10).to_dict()).neighbour_dof == 9.0
+    parser = build_parser()
+    train = ["train", "--train", "t.npz", "--val", "v.npz"]
+    for extra, dof in ((["--latent-dim", "10"], 9.0), (["--latent-dim", "10", "--neighbour-dof", "2.5"], 2.5), ([], 1.0)):
+        assert configs_from_args(parser.parse_args(train + extra))[0].neighbour_dof == dof
 
 
 def _neighbours_kept(x: np.ndarray, z: np.ndarray, k: int) -> float:

@@ -85,7 +85,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             meta = f.metadata
             if not meta.get("cli", True):
                 continue
-            default = getattr(defaults, f.name)
+            # A field left None is derived from the others in the config; the option must leave it None.
+            default = None if f.default is None else getattr(defaults, f.name)
             kwargs: dict = {"dest": _dest(cls, f.name), "default": default, "help": meta["help"]}
             if isinstance(default, bool):
                 kwargs["action"] = argparse.BooleanOptionalAction
@@ -95,8 +96,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             elif meta.get("choices"):
                 kwargs["choices"] = meta["choices"]
             else:
-                kwargs["type"] = type(default)
-                kwargs["metavar"] = "N" if isinstance(default, int) else "X"
+                kwargs["type"] = meta.get("type") or type(default)
+                kwargs["metavar"] = "N" if kwargs["type"] is int else "X"
             group.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **kwargs)
 
 

@@ -26,9 +26,12 @@ SCHEDULES = ("direct", "doubling")
 MAX_PARAMETERS = 20_000_000
 
 
-def _opt(default, help: str, *, flag: str | None = None, cli: bool = True, choices: tuple | None = None):
-    """A dataclass field with its command-line help (and flag, when not derived from its name)."""
-    return field(default=default, metadata={"help": help, "flag": flag, "cli": cli, "choices": choices})
+def _opt(default, help: str, *, flag: str | None = None, cli: bool = True, choices: tuple | None = None,
+         type: type | None = None):
+    """A dataclass field with its command-line help (and flag, when not derived from its name).
+
+    ``type`` is the option's type where the default (None: derived from other fields) does not show it."""
+    return field(default=default, metadata={"help": help, "flag": flag, "cli": cli, "choices": choices, "type": type})
 
 
 def _require(ok: bool, name: str, value: Any, expected: str) -> None:
@@ -40,7 +43,8 @@ def _numpydoc(cls):
     """Append a numpydoc "Parameters" section built from the fields' defaults and help texts."""
     lines = ["", "    Parameters", "    ----------"]
     for f in fields(cls):
-        lines += [f"    {f.name} : {type(f.default).__name__}, default {f.default!r}", f"        {f.metadata['help']}."]
+        kind = (f.metadata.get("type") or type(f.default)).__name__
+        lines += [f"    {f.name} : {kind}, default {f.default!r}", f"        {f.metadata['help']}."]
     cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n"
     return cls
 
@@ -80,6 +84,11 @@ class VAEConfig(_Config):
                                         "latent; 0 turns it off, 0.4 is the README's choice for a 2-D latent")
     perplexity: float = _opt(3.0, "the neighbour-embedding term's effective number of neighbours per image "
                                   "within a batch")
+    # van der Maaten (2009) gives a D-dimensional embedding D - 1 degrees of freedom, t-SNE's 1 in 2-D; with a
+    # 10-D latent, 9 scored better than 1 on four of the five validation sets (benchmarks/README.md).
+    neighbour_dof: float | None = _opt(None, "degrees of freedom of the neighbour-embedding term's Student-t kernel "
+                                             "in the latent; unset (None): the latent size - 1, at least 1, as in "
+                                             "parametric t-SNE (1, t-SNE's, in 2-D)", type=float)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
@@ -95,6 +104,11 @@ class VAEConfig(_Config):
                  self.neighbour_weight, "a finite number >= 0")
         _require(math.isfinite(self.perplexity) and self.perplexity > 1, "perplexity", self.perplexity,
                  "a finite number > 1")
+        if self.neighbour_dof is None:
+            object.__setattr__(self, "neighbour_dof", float(max(1, self.latent_dim - 1)))
+        _require(isinstance(self.neighbour_dof, (int, float)) and math.isfinite(self.neighbour_dof)
+                 and self.neighbour_dof > 0, "neighbour_dof", self.neighbour_dof, "a finite number > 0")
+        object.__setattr__(self, "neighbour_dof", float(self.neighbour_dof))
         n = self.n_parameters
         if n > MAX_PARAMETERS:
             raise ConfigError(

@@ -58,11 +58,19 @@ def neighbour_affinities(x: torch.Tensor, *, perplexity: float) -> torch.Tensor:
     return (conditional + conditional.T) / (2 * len(x))
 
 
-def neighbour_embedding_loss(affinities: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """KL(P ‖ Q) in nats between affinities P (B, B) and the Student-t affinities Q of latent points z (B, D)."""
+def neighbour_embedding_loss(affinities: torch.Tensor, z: torch.Tensor, *, dof: float = 1.0) -> torch.Tensor:
+    """KL(P ‖ Q) in nats between affinities P (B, B) and the Student-t affinities Q of latent points z (B, D).
+
+    Q's kernel is (1 + |z_i - z_j|² / dof)^-(dof + 1)/2; dof = 1 is t-SNE's. van der Maaten (2009) takes
+    dof = D - 1 for a D-dimensional embedding: a tail as heavy as t-SNE's is needed against crowding in
+    2-D, less so with more room.
+    """
     n = len(z)
     eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    kernel = (1 + torch.cdist(z, z).pow(2)).reciprocal().masked_fill(eye, 0.0)  # (B, B)
+    d2 = torch.cdist(z, z).pow(2)  # (B, B)
+    # dof = 1 keeps t-SNE's exact arithmetic, so models trained before dof existed retrain bit for bit.
+    kernel = (1 + d2).reciprocal() if dof == 1 else (1 + d2 / dof).pow(-(dof + 1) / 2)  # (B, B)
+    kernel = kernel.masked_fill(eye, 0.0)
     log_q = torch.log(kernel.masked_fill(eye, 1.0)) - torch.log(kernel.sum())  # (B, B); diagonal unused
     log_p = torch.log(affinities.masked_fill(eye, 1.0).clamp_min(torch.finfo(affinities.dtype).tiny))
     return (affinities * (log_p - log_q)).masked_fill(eye, 0.0).sum()

@@ -178,7 +178,7 @@ def train_vae(
             if neighbour_weight > 0 and len(x) > 1:  # a batch of one image has no neighbours
                 with torch.no_grad():  # the pixels' affinities are targets, not parameters
                     affinities = neighbour_affinities(x, perplexity=model_config.perplexity)  # (B, B)
-                loss = loss + neighbour_weight * neighbour_embedding_loss(affinities, mu)
+                loss = loss + neighbour_weight * neighbour_embedding_loss(affinities, mu, dof=model_config.neighbour_dof)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
