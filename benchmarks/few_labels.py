@@ -119,7 +119,8 @@ def run_set(name: str, args) -> dict:
     Z, Z_eval = encode_means(result.model, x_train), encode_means(result.model, x_eval)
     out = {"set": name, "classes": np.unique(y_train).tolist(), "n_train": len(y_train), "n_eval": len(y_eval),
            "split": args.split, "latent_dim": args.latent_dim, "neighbour_weight": args.neighbour_weight,
-           "neighbour_dof": model_config.neighbour_dof, "perplexity": args.perplexity, "train_seed": args.train_seed, "restarts": args.restarts, "kept_seed": result.seed,
+           "neighbour_dof": model_config.neighbour_dof, "perplexity": args.perplexity,
+           "train_seed": args.train_seed, "restarts": args.restarts, "kept_seed": result.seed,
            "restart_losses": result.restart_losses,
            "train_seconds": result.seconds, "device": result.device, "vaegmm": {}}
     for variant in args.variants:
@@ -183,7 +184,8 @@ def main() -> None:
     out.write_text(json.dumps({
         "results": results, "variants": {k: GMMConfig(**v).to_dict() for k, v in VARIANTS.items() if k in args.variants},
         "model": VAEConfig(latent_dim=args.latent_dim, neighbour_weight=args.neighbour_weight,
-                           neighbour_dof=args.neighbour_dof, perplexity=args.perplexity).to_dict(), "train": TrainConfig(seed=args.train_seed, restarts=args.restarts).to_dict(),
+                           neighbour_dof=args.neighbour_dof, perplexity=args.perplexity).to_dict(),
+        "train": TrainConfig(seed=args.train_seed, restarts=args.restarts).to_dict(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device},
     }, indent=2))
     print(f"saved {out}")
