@@ -81,8 +81,11 @@ def test_the_kernels_degrees_of_freedom_follow_the_latent_size_unless_set():
 
     assert VAEConfig().neighbour_dof == 1.0 and VAEConfig(latent_dim=10).neighbour_dof == 9.0
     assert VAEConfig(latent_dim=1).neighbour_dof == 1.0 and VAEConfig(latent_dim=10, neighbour_dof=3).neighbour_dof == 3.0
-    # Saved resolved, so a model file rebuilds the same loss.
-    assert VAEConfig.from_dict(VAEConfig(latent_dim=10).to_dict()).neighbour_dof == 9.0
+    # Saved resolved, so a model file rebuilds the same loss; a file from before the setting had t-SNE's 1.
+    saved = VAEConfig(latent_dim=10).to_dict()
+    assert VAEConfig.from_dict(saved).neighbour_dof == 9.0
+    del saved["neighbour_dof"]
+    assert VAEConfig.from_dict(saved).neighbour_dof == 1.0
     parser = build_parser()
     train = ["train", "--train", "t.npz", "--val", "v.npz"]
     for extra, dof in ((["--latent-dim", "10"], 9.0), (["--latent-dim", "10", "--neighbour-dof", "2.5"], 2.5), ([], 1.0)):

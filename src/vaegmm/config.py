@@ -116,6 +116,11 @@ class VAEConfig(_Config):
                 f"{n:,} parameters, over the {MAX_PARAMETERS:,} limit; use smaller layers (e.g. --hidden 512,256)."
             )
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
+        # Files written before neighbour_dof existed were trained with t-SNE's kernel, whatever the latent size.
+        return super().from_dict({"neighbour_dof": 1.0, **d})
+
     @property
     def input_dim(self) -> int:
         return math.prod(self.image_shape)

@@ -91,7 +91,11 @@ def _load_checkpoint(path: Path, *, model_config, train_config, device) -> dict:
         raise ModelFileError(f"{path}: cannot read the training checkpoint ({exc}). Delete it to start afresh.") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{path}: not a vaegmm training checkpoint. Delete it to start afresh.")
-    if ckpt["config"] != model_config.to_dict() or {k: v for k, v in ckpt["train_config"].items() if k != "epochs"} != {
+    try:
+        same_model = VAEConfig.from_dict(ckpt["config"]) == model_config
+    except (ConfigError, TypeError):
+        same_model = False
+    if not same_model or {k: v for k, v in ckpt["train_config"].items() if k != "epochs"} != {
         k: v for k, v in train_config.to_dict().items() if k != "epochs"
     }:
         raise ModelFileError(
