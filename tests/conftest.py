@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,28 @@ def small_course_files(course_dir, tmp_path_factory) -> dict[str, Path]:
         files[name] = out / f"{name}.npz"
         np.savez(files[name], data=data, labels=labels)
     return files
+
+
+@pytest.fixture(scope="module")
+def course_arrays(small_course_files):
+    """(X, y, X_test, y_test) of the small course slice; y holds 5 labels per class and -1 elsewhere."""
+    with np.load(small_course_files["train"]) as f:
+        X, y_true = f["data"], f["labels"]
+    with np.load(small_course_files["test"]) as f:
+        X_test, y_test = f["data"], f["labels"]
+    y = np.full(len(X), -1)
+    rng = np.random.default_rng(0)
+    for c in np.unique(y_true):
+        y[rng.choice(np.flatnonzero(y_true == c), 5, replace=False)] = c
+    return X, y, X_test, y_test
+
+
+def run_course(args, cwd, env_extra=None):
+    """The course's ``python vae.py ...`` as a user runs it, from ``cwd``; ``env_extra`` adds to the environment."""
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "vae.py"), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 MEANS = np.array([[-4.0, 0.0], [3.0, 3.0], [3.0, -3.0]])

@@ -1,25 +1,17 @@
 """The course's three commands end to end, as a user runs them, on a small slice of the real files."""
 
 import csv
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from vaegmm.config import TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import run_course
+
 pytestmark = pytest.mark.slow
-
-
-def run_course(args, cwd, env_extra=None):
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, str(REPO / "vae.py"), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")

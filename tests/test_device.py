@@ -4,10 +4,6 @@ a GPU loads and classifies the same on a machine without one (the course trains 
 The tests marked ``needs_gpu`` are skipped on CPU-only machines (CI); they ran on a lent H200 (README)."""
 
 import csv
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +14,8 @@ from vaegmm.cli import main
 from vaegmm.errors import ConfigError
 from vaegmm.training import pick_device
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import run_course
+
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
 
@@ -50,22 +47,10 @@ def test_the_cli_refuses_a_gpu_index_beyond_those_present(small_course_files, tm
     assert not out.exists()
 
 
-def _course_arrays(files):
-    with np.load(files["train"]) as f:
-        X, y_true = f["data"], f["labels"]
-    with np.load(files["test"]) as f:
-        X_test = f["data"]
-    y = np.full(len(X), -1)
-    rng = np.random.default_rng(0)
-    for c in np.unique(y_true):
-        y[rng.choice(np.flatnonzero(y_true == c), 5, replace=False)] = c
-    return X, y, X_test
-
-
 @needs_gpu
 @pytest.mark.slow
-def test_a_model_fitted_on_a_gpu_gives_the_same_answers_on_the_cpu(small_course_files, tmp_path):
-    X, y, X_test = _course_arrays(small_course_files)
+def test_a_model_fitted_on_a_gpu_gives_the_same_answers_on_the_cpu(course_arrays, tmp_path):
+    X, y, X_test, _ = course_arrays
     gpu = VAEGMM(vae=VAEConfig(hidden_sizes=(64,)), train=TrainConfig(epochs=3, min_steps=0), device="cuda").fit(X, y)
     assert next(gpu.model_.parameters()).device.type == "cuda"
     gpu.save(tmp_path / "model")
@@ -80,9 +65,7 @@ def test_a_model_fitted_on_a_gpu_gives_the_same_answers_on_the_cpu(small_course_
 @pytest.mark.slow
 def test_the_course_trains_on_a_gpu_and_grades_on_a_cpu(small_course_files, tmp_path):
     def course(*args, hide_gpu=False):
-        env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": ""} if hide_gpu else {})}
-        result = subprocess.run([sys.executable, str(REPO / "vae.py"), *map(str, args)], cwd=tmp_path,
-                                capture_output=True, text=True, env=env, timeout=600)
+        result = run_course(args, tmp_path, {"CUDA_VISIBLE_DEVICES": ""} if hide_gpu else None)
         assert result.returncode == 0, result.stderr
         return result
 

@@ -11,19 +11,6 @@ SMALL = dict(vae=VAEConfig(hidden_sizes=(64,)), train=TrainConfig(epochs=3, min_
 
 
 @pytest.fixture(scope="module")
-def course_arrays(small_course_files):
-    with np.load(small_course_files["train"]) as f:
-        X, y_true = f["data"], f["labels"]
-    with np.load(small_course_files["test"]) as f:
-        X_test, y_test = f["data"], f["labels"]
-    y = np.full(len(X), -1)
-    rng = np.random.default_rng(0)
-    for c in (1, 4, 8):
-        y[rng.choice(np.flatnonzero(y_true == c), 5, replace=False)] = c
-    return X, y, X_test, y_test
-
-
-@pytest.fixture(scope="module")
 def fitted(course_arrays):
     X, y, _, _ = course_arrays
     return VAEGMM(**SMALL).fit(X, y)
