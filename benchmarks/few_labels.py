@@ -61,6 +61,7 @@ VARIANTS = {
     "default": {},
     "spreading": {"seedings": ("nearest", "spreading")},
     "all_seedings": {"seedings": ("kmeans", "nearest", "spreading")},
+    "inputs": {"seedings": ("kmeans", "nearest", "inputs"), "choose_by": "inputs"},
 }
 
 
@@ -132,7 +133,8 @@ def run_set(name: str, args) -> dict:
         scores, seconds = [], []
         for idx in labelled_sets:
             start = time.perf_counter()
-            fit = FewLabelGMM(gmm_config(variant, args), random_state=0).fit(Z, Z[idx], y_train[idx])
+            fit = FewLabelGMM(gmm_config(variant, args), random_state=0).fit(Z, Z[idx], y_train[idx], inputs=x_train,
+                                                                             inputs_labelled=x_train[idx])
             seconds.append(time.perf_counter() - start)
             scores.append(score(y_eval, fit.gmm_.predict(Z_eval)))
         out["vaegmm"][variant] = summary(scores, fit_seconds_median=float(np.median(seconds)))

@@ -133,7 +133,10 @@ def test_a_requested_digit_without_labelled_image(files, capsys, tmp_path):
     (["--latent-dim", "0"], "latent_dim (--latent-dim) must be >= 1"),
     (["--lr", "nan"], "lr must be a finite number > 0"),
     (["--gmm-max-iter", "0"], "max_iter (--gmm-max-iter) must be >= 1"),
-    (["--seedings", "kmeans,spectral"], "seedings must be a non-empty list without repeats from ['kmeans', 'nearest', 'spreading']"),
+    (["--seedings", "kmeans,spectral"],
+     "seedings must be a non-empty list without repeats from ['kmeans', 'nearest', 'spreading', 'inputs']"),
+    (["--choose-by", "inputs"], "seedings (with --choose-by inputs) must be a list including 'inputs'"),
+    (["--input-components", "0"], "input_components must be >= 1"),
     (["--flag-rate", "0"], "flag_rate (--flag-rate) must be in (0, 1)"),
     (["--max-class-shift", "2"], "max_class_shift must be in [0, 1]"),
 ])

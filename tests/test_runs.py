@@ -96,6 +96,21 @@ def test_train_with_digits_models_only_those_classes(files, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_train_can_seed_and_choose_by_spreading_over_the_images(files, tmp_path, capsys):
+    out = tmp_path / "inputs"
+    assert main(["train", "--train", str(files / "train.npz"), "--val", str(files / "val.npz"), "--out-dir", str(out),
+                 "--seedings", "kmeans,nearest,inputs", "--choose-by", "inputs", "--input-components", "8", *TINY]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["gmm_config"]["choose_by"] == "inputs" and info["gmm_config"]["input_components"] == 8
+    candidates = info["summary"]["gmm"]["candidates"]
+    assert {c["seeding"] for c in candidates} == {"kmeans", "nearest", "inputs"}
+    best = max(c["input_agreement"] for c in candidates)
+    assert info["summary"]["gmm"]["chosen"]["input_agreement"] == best
+    state = load_plain_pickle(out / "gmm_params.pkl")
+    assert state["config"]["choose_by"] == "inputs"  # the GMM file records how it was chosen
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("latent_dim", [1, 3])
 def test_other_latent_sizes_train_classify_and_report_or_say_why_not(files, tmp_path, capsys, latent_dim):
     out = tmp_path / f"z{latent_dim}"

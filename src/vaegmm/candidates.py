@@ -4,7 +4,9 @@ The unlabelled likelihood cannot choose among candidate fits: a class's sparse t
 under a broad neighbouring class. :func:`choose_candidate` instead keeps the candidates that place the
 labelled points (almost) as well as the best one, then prefers the one whose class borders cut the
 fewest edges of the data's nearest-neighbour graph — borders through sparse regions, the cluster
-assumption of semi-supervised learning — then the likelier one.
+assumption of semi-supervised learning — then the likelier one. In a 2-D latent that graph itself
+joins classes the images keep apart, so there the rule can instead keep the candidate that agrees most
+with label spreading over the images (``GMMConfig.choose_by="inputs"``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Candidate:
     labelled_agreement: float  # share of labelled points classified as their own class
     lower_bound: float  # mean log-likelihood per point, labelled points included
     boundary_fraction: float = float("nan")  # share of neighbour-graph edges its partition cuts
+    input_agreement: float = float("nan")  # share of points in the class the "inputs" seeding gave them
 
     def summary(self) -> dict:
         """Plain data for run.json and the GMM file."""
@@ -59,13 +62,18 @@ class Candidate:
                 "boundary_fraction": self.boundary_fraction, "lower_bound": self.lower_bound,
                 "partition_rounds": self.partition_rounds, "joint_em_accepted": self.joint_em_accepted,
                 "class_shift": self.class_shift, "em_iterations": int(self.gmm.n_iter_),
-                "em_converged": bool(self.gmm.converged_)}
+                "em_converged": bool(self.gmm.converged_),
+                **({"input_agreement": self.input_agreement} if np.isfinite(self.input_agreement) else {})}
 
 
-def choose_candidate(candidates: list, *, n_labelled: int, label_slack: int):
-    """The candidate whose borders cut the fewest neighbour edges, among those misplacing at most
-    ``label_slack`` more of the ``n_labelled`` labelled points than the best one; ties go to the
-    higher lower bound. Candidates need ``labelled_agreement``, ``boundary_fraction`` and ``lower_bound``."""
+def choose_candidate(candidates: list, *, n_labelled: int, label_slack: int, by: str = "boundary"):
+    """With ``by="boundary"``, the candidate whose borders cut the fewest neighbour edges, among those
+    misplacing at most ``label_slack`` more of the ``n_labelled`` labelled points than the best one; with
+    ``by="inputs"``, the candidate agreeing most with label spreading over the images. Ties go to the
+    higher lower bound. Candidates need ``labelled_agreement``, ``boundary_fraction`` (or
+    ``input_agreement``) and ``lower_bound``."""
+    if by == "inputs":
+        return max(candidates, key=lambda c: (c.input_agreement, c.lower_bound))
     kept = [round(c.labelled_agreement * n_labelled) for c in candidates]
     eligible = [c for c, k in zip(candidates, kept) if k >= max(kept) - label_slack]
     return min(eligible, key=lambda c: (c.boundary_fraction, -c.lower_bound))

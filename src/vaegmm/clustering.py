@@ -102,30 +102,42 @@ def spread_labels(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray,
     like a curve or made of several blobs is followed where nearest-mean rules cut across it.
     X (N, D). Returns the class of each row of X: (N,).
     """
-    from scipy import sparse
     from scipy.spatial import cKDTree
 
     points = np.concatenate([X, X_labelled])  # (N + M, D)
-    n = len(points)
-    k = min(n_neighbors, n - 1)
+    k = min(n_neighbors, len(points) - 1)
     if k < 1:
         return nearest_labelled(X, X_labelled, y_labelled, classes)
-    _, idx = cKDTree(points).query(points, k=list(range(2, k + 2)))  # (n, k), self excluded
+    _, neighbours = cKDTree(points).query(points, k=list(range(2, k + 2)))  # (N + M, k), self excluded
+    out, unreached = spread_over_graph(neighbours, y_labelled, classes, alpha=alpha, n_iter=n_iter)
+    if unreached.any():
+        out[unreached] = nearest_labelled(X[unreached], X_labelled, y_labelled, classes)
+    return out
+
+
+def spread_over_graph(neighbours: np.ndarray, y_labelled: np.ndarray, classes: np.ndarray, *,
+                      alpha: float = SPREAD_ALPHA, n_iter: int = SPREAD_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
+    """Label spreading over a kNN graph whose last M rows are the labelled points.
+
+    neighbours (N + M, k): each point's nearest other points; y_labelled (M,). Returns the class of each of
+    the first N points (N,), and where no labelled point reaches them (N,) bool (their class is then arbitrary).
+    """
+    from scipy import sparse
+
+    n, k = neighbours.shape
+    n_unlabelled = n - len(y_labelled)
     rows = np.repeat(np.arange(n), k)
-    W = sparse.csr_matrix((np.ones(n * k), (rows, idx.ravel())), shape=(n, n))
+    W = sparse.csr_matrix((np.ones(n * k), (rows, neighbours.ravel())), shape=(n, n))
     W = W.maximum(W.T)  # symmetric: an edge if either end counts the other among its neighbours
     inv_sqrt_degree = 1.0 / np.sqrt(np.asarray(W.sum(axis=1)).ravel())  # (n,)
     S = sparse.diags(inv_sqrt_degree) @ W @ sparse.diags(inv_sqrt_degree)
     Y = np.zeros((n, len(classes)))
-    Y[len(X) + np.arange(len(X_labelled)), np.searchsorted(classes, y_labelled)] = 1.0
+    Y[n_unlabelled + np.arange(len(y_labelled)), np.searchsorted(classes, y_labelled)] = 1.0
     F = Y.copy()
     for _ in range(n_iter):
         F = alpha * (S @ F) + (1 - alpha) * Y
-    unreached = F[: len(X)].max(axis=1) <= 0  # a component of the graph without a labelled point
-    out = classes[F[: len(X)].argmax(axis=1)]
-    if unreached.any():
-        out[unreached] = nearest_labelled(X[unreached], X_labelled, y_labelled, classes)
-    return out
+    F = F[:n_unlabelled]
+    return classes[F.argmax(axis=1)], F.max(axis=1) <= 0
 
 
 SEEDINGS = {"kmeans": seeded_kmeans, "nearest": nearest_labelled, "spreading": spread_labels}

@@ -117,8 +117,8 @@ class VAEGMM:
         model = result.model
         stats = encode_statistics(model, images)
         if labelled is not None:
-            fit = fit_gmm(stats["mu"][~mask], stats["mu"][mask], labelled, config=self.gmm or GMMConfig(),
-                          seed=self.random_state, source="X")
+            fit = fit_gmm(stats["mu"][~mask], stats["mu"][mask], labelled, train_images=images[~mask],
+                          config=self.gmm or GMMConfig(), seed=self.random_state, source="X")
             self.fit_ = fit
             gmm = fit.gmm_
         else:

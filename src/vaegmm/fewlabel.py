@@ -6,7 +6,8 @@ stages, each a pure function that builds fresh :class:`~vaegmm.gmm.GaussianMixtu
 
 1. *Seeded partition* (:mod:`vaegmm.clustering`), once per entry of ``seedings``: "kmeans" runs k-means
    whose centroids start at the labelled class means, labelled points fixed in their class; "nearest"
-   gives each point the class of its nearest labelled point.
+   gives each point the class of its nearest labelled point; "spreading" spreads the labels over the
+   points' neighbour graph, and "inputs" over the images' own (:mod:`vaegmm.inputspace`).
 2. *Per-class mixtures* (:func:`refine_partition`): each class's components are fitted by EM on that
    class's points only (they cannot wander to another class), the points are re-assigned to the class
    of highest posterior, and this repeats until the partition is stable. With the "doubling" schedule
@@ -34,6 +35,25 @@ from .candidates import Candidate, boundary_fraction, choose_candidate, neighbou
 from .clustering import SEEDINGS, kmeans, kmeans_plus_plus
 from .config import GMMConfig
 from .gmm import GaussianMixture, check_X, class_indicator
+from .inputspace import input_spreading
+
+
+def check_inputs(inputs, inputs_labelled, *, n_points: int, n_labelled: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images behind the unlabelled and labelled points, one flattened image per row: (n_points, P)
+    and (n_labelled, P)."""
+    if inputs is None or inputs_labelled is None:
+        raise ValueError("the 'inputs' seeding spreads labels over the images: pass fit(..., inputs=, "
+                         "inputs_labelled=), the images behind X and X_labelled, or drop 'inputs' from the seedings.")
+    inputs = np.asarray(inputs)
+    inputs_labelled = np.asarray(inputs_labelled)
+    inputs = inputs.reshape(len(inputs), -1)
+    inputs_labelled = inputs_labelled.reshape(len(inputs_labelled), -1)
+    if len(inputs) != n_points or len(inputs_labelled) != n_labelled or inputs.shape[1] != inputs_labelled.shape[1]:
+        raise ValueError(f"inputs {inputs.shape} and inputs_labelled {inputs_labelled.shape} must hold one image of "
+                         f"one size per point: {n_points} rows for X and {n_labelled} for X_labelled.")
+    if not (np.isfinite(inputs).all() and np.isfinite(inputs_labelled).all()):
+        raise ValueError("inputs and inputs_labelled must be finite; they hold NaN or infinite values.")
+    return inputs, inputs_labelled
 
 
 def random_subset(n_points: int, max_points: int, rng: np.random.Generator) -> np.ndarray:
@@ -201,11 +221,13 @@ class FewLabelGMM:
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def fit(self, X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray) -> "FewLabelGMM":
+    def fit(self, X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray, *, inputs: np.ndarray | None = None,
+            inputs_labelled: np.ndarray | None = None) -> "FewLabelGMM":
         """Fit on unlabelled X (N, D) seeded by labelled points X_labelled (M, D), y_labelled (M,).
 
-        Above ``max_fit_points`` unlabelled points, a seeded random subset of that many is used (every
-        labelled point always is), so the time stops growing with N.
+        ``inputs`` (N, ...) and ``inputs_labelled`` (M, ...), the images behind X and X_labelled, are read
+        only by the "inputs" seeding. Above ``max_fit_points`` unlabelled points, a seeded random subset of
+        that many is used (every labelled point always is), so the time stops growing with N.
         """
         X = check_X(X)
         X_labelled = check_X(X_labelled, "X_labelled")
@@ -218,8 +240,12 @@ class FewLabelGMM:
         if len(classes) < 2:
             raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
         config = self.config
+        if "inputs" in config.seedings:
+            inputs, inputs_labelled = check_inputs(inputs, inputs_labelled, n_points=len(X), n_labelled=len(X_labelled))
         used = random_subset(len(X), config.max_fit_points, np.random.default_rng(self.random_state))
         X = X[used]  # (n, D), n <= max_fit_points
+        if inputs is not None:
+            inputs = inputs[used]  # (n, P)
         # Schedules with the same stages (both are [1] with one component per class) fit the same thing.
         stages: dict[tuple[int, ...], str] = {}
         for schedule in config.schedules:
@@ -232,6 +258,9 @@ class FewLabelGMM:
                                  seeding=seeding, schedule=schedule, config=config, random_state=self.random_state)
 
         def seed(seeding: str) -> np.ndarray:
+            if seeding == "inputs":
+                return input_spreading(inputs, inputs_labelled, y_labelled, classes, n_components=config.input_components,
+                                       n_neighbors=config.n_neighbors, random_state=self.random_state)  # (n,)
             return SEEDINGS[seeding](X, X_labelled, y_labelled, classes)  # (n,)
 
         # The seedings, the neighbour graph and the candidates are independent, and numpy and scipy release
@@ -252,9 +281,12 @@ class FewLabelGMM:
         candidates = []
         for candidate, partition in fitted:
             candidate.boundary_fraction = boundary_fraction(partition, neighbours)
+            if "inputs" in first_partitions:
+                candidate.input_agreement = float(np.mean(partition == first_partitions["inputs"]))
             candidates.append(candidate)
         self.candidates_ = candidates
-        self.chosen_ = choose_candidate(candidates, n_labelled=len(X_labelled), label_slack=config.label_slack)
+        self.chosen_ = choose_candidate(candidates, n_labelled=len(X_labelled), label_slack=config.label_slack,
+                                        by=config.choose_by)
         self.gmm_ = self.chosen_.gmm
         return self
 

@@ -56,17 +56,19 @@ def environment() -> dict:
     }
 
 
-def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset, *, config: GMMConfig, seed: int,
-            source: str) -> FewLabelGMM:
+def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset, *, train_images: np.ndarray,
+            config: GMMConfig, seed: int, source: str) -> FewLabelGMM:
     """The few-label fit on the training images' latent means z_train (N, latent_dim), seeded by the labelled
-    images' latent means (M, latent_dim). ``source`` names the training file in errors."""
+    images' latent means (M, latent_dim); train_images (N, H, W) are read by the "inputs" seeding only.
+    ``source`` names the training file in errors."""
     for z, where in ((z_train, source), (labelled_latents, labelled.source)):
         if not np.isfinite(z).all():
             raise FloatingPointError(
                 f"{where}: the trained encoder maps {int((~np.isfinite(z).all(axis=1)).sum())} images to NaN or "
                 "infinite latent means: training diverged; lower the learning rate (--lr)."
             )
-    return FewLabelGMM(config, random_state=seed).fit(z_train, labelled_latents, labelled.labels)
+    return FewLabelGMM(config, random_state=seed).fit(z_train, labelled_latents, labelled.labels, inputs=train_images,
+                                                      inputs_labelled=labelled.images)
 
 
 def gmm_file_state(gmm: GaussianMixture, *, config: GMMConfig, fit_summary: dict | None, model: VAE,
@@ -130,8 +132,8 @@ def train_and_fit(
     start = time.perf_counter()
     statistics = encode_statistics(model, train.images)  # one encoder and one decoder pass: μ, log σ², error
     encode_seconds = time.perf_counter() - start
-    fit = fit_gmm(statistics["mu"], encode_means(model, labelled.images), labelled, config=gmm_config,
-                  seed=train_config.seed, source=train.source)
+    fit = fit_gmm(statistics["mu"], encode_means(model, labelled.images), labelled, train_images=train.images,
+                  config=gmm_config, seed=train_config.seed, source=train.source)
     gmm_seconds = time.perf_counter() - start - encode_seconds
     novelty = NoveltyDetector().fit(novelty_statistics(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate)
     state = gmm_file_state(fit.gmm_, config=gmm_config, fit_summary=fit.summary(), model=model, novelty=novelty,
