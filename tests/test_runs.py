@@ -100,6 +100,7 @@ def test_train_can_seed_and_choose_by_spreading_over_the_images(files, tmp_path,
     out = tmp_path / "inputs"
     assert main(["train", "--train", str(files / "train.npz"), "--val", str(files / "val.npz"), "--out-dir", str(out),
                  "--seedings", "kmeans,nearest,inputs", "--choose-by", "inputs", "--input-components", "8", *TINY]) == 0
+    assert "agrees with label spreading over the images on" in capsys.readouterr().out
     info = json.loads((out / "run.json").read_text())
     assert info["gmm_config"]["choose_by"] == "inputs" and info["gmm_config"]["input_components"] == 8
     candidates = info["summary"]["gmm"]["candidates"]

@@ -132,7 +132,9 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
         em = "per-class EM fits kept"
     print(
         f"GMM: fitted in {summary['gmm_seconds']:.2f} s; {chosen['seeding']} seeding, {chosen['schedule']} schedule "
-        f"({len(candidates)} candidates; its borders cut {chosen['boundary_fraction']:.1%} of neighbour edges), "
+        f"({len(candidates)} candidates; its borders cut {chosen['boundary_fraction']:.1%} of neighbour edges"
+        + (f", and it agrees with label spreading over the images on {chosen['input_agreement']:.1%} of them"
+           if "input_agreement" in chosen else "") + "), "
         f"{chosen['partition_rounds']} rounds of per-class EM, {em}; "
         f"{chosen['labelled_agreement']:.0%} of the labelled images fall in their class's components"
     )

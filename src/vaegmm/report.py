@@ -143,7 +143,9 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
                                    f"{chosen['partition_rounds']} rounds of per-class EM, joint EM "
                                    + ("kept" if chosen["joint_em_accepted"] else "not kept")
                                    + f"; its borders cut {chosen['boundary_fraction']:.1%} of the latent means' "
-                                   "nearest-neighbour edges"]]
+                                   "nearest-neighbour edges"
+                                   + (f"; it agrees with label spreading over the images on {chosen['input_agreement']:.1%} "
+                                      "of them" if "input_agreement" in chosen else "")]]
     rows += [[f"model.{k}", v] for k, v in info["model_config"].items()]
     rows += [[f"train.{k}", v] for k, v in info["train_config"].items()]
     rows += [[f"gmm.{k}", v] for k, v in info["gmm_config"].items()]
