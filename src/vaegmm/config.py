@@ -204,7 +204,9 @@ class GMMConfig(_Config):
     max_partition_rounds: int = _opt(50, "most rounds of per-class EM and re-assignment")
     partition_tol: float = _opt(1e-3, "the rounds stop once at most this share of points changes class")
     seedings: tuple[str, ...] = _opt(("kmeans", "nearest"), f"initial partitions tried, from {list(SEEDINGS)} "
-                                                                "(with a 10-D latent: nearest,spreading; README)")
+                                                                "(with a 10-D latent: nearest,spreading; for classes "
+                                                                "that share strokes in 2-D: kmeans,nearest,inputs with "
+                                                                "--choose-by inputs; README)")
     schedules: tuple[str, ...] = _opt(SCHEDULES, f"ways to reach components_per_class, from {list(SCHEDULES)}")
     n_neighbors: int = _opt(10, "neighbours per point in the graph whose cut edges rank the candidate fits")
     # A 2-D latent squeezes classes that share strokes together; the images themselves keep them apart
