@@ -109,3 +109,10 @@ def test_the_inputs_seeding_asks_for_the_images_and_checks_them():
         GMMConfig(choose_by="likelihood")
     with pytest.raises(ConfigError, match="a list including 'inputs'"):
         GMMConfig(choose_by="inputs")
+
+
+def test_a_fit_on_a_subset_takes_the_same_subset_of_the_images():
+    latent, inputs, y, lab = _latent_and_images(np.random.default_rng(6))
+    config = GMMConfig(components_per_class=1, seedings=("nearest", "inputs"), choose_by="inputs", max_fit_points=500)
+    fit = FewLabelGMM(config).fit(latent, latent[lab], y[lab], inputs=inputs, inputs_labelled=inputs[lab])
+    assert np.mean(fit.gmm_.predict(latent) == y) > 0.95  # mismatched rows would mix the two classes' images

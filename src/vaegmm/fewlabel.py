@@ -240,12 +240,11 @@ class FewLabelGMM:
         if len(classes) < 2:
             raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
         config = self.config
+        used = random_subset(len(X), config.max_fit_points, np.random.default_rng(self.random_state))
         if "inputs" in config.seedings:
             inputs, inputs_labelled = check_inputs(inputs, inputs_labelled, n_points=len(X), n_labelled=len(X_labelled))
-        used = random_subset(len(X), config.max_fit_points, np.random.default_rng(self.random_state))
-        X = X[used]  # (n, D), n <= max_fit_points
-        if inputs is not None:
             inputs = inputs[used]  # (n, P)
+        X = X[used]  # (n, D), n <= max_fit_points
         # Schedules with the same stages (both are [1] with one component per class) fit the same thing.
         stages: dict[tuple[int, ...], str] = {}
         for schedule in config.schedules:
