@@ -207,8 +207,9 @@ class GMMConfig(_Config):
     max_partition_rounds: int = _opt(50, "most rounds of per-class EM and re-assignment")
     partition_tol: float = _opt(1e-3, "the rounds stop once at most this share of points changes class")
     # Unset, a fit on a latent of at most INPUTS_MAX_LATENT_DIM dimensions whose images are at hand (as in
-    # train) adds the "inputs" seeding and chooses by it: on every 2-D validation set it matched or beat the
-    # latent-only candidates and the boundary rule; with a 10-D latent it chose worse (benchmarks/README.md).
+    # train) adds the "inputs" seeding and chooses by it: it beat the boundary rule on every 2-D validation set
+    # of the default VAE and lifted the hard sets' worst draws with the neighbour term; with a 10-D latent it
+    # chose worse (benchmarks/README.md).
     seedings: tuple[str, ...] | None = _opt(None, f"initial partitions tried, from {list(SEEDINGS)}; unset: "
                                                   "kmeans,nearest,inputs for a 2-D latent when the images are at hand "
                                                   "(as in train), else kmeans,nearest (with a 10-D latent the README "
