@@ -58,8 +58,7 @@ LABELS_PER_CLASS = 5
 VALIDATION_SHARE = 0.1
 DIGITS8_TEST = 550  # scikit-learn's 1,797 8x8 digits: 1,247 for training, 550 for testing
 VARIANTS = {
-    "default": {},  # derived: in 2-D the inputs seeding and choice (as "inputs"), else "boundary"'s
-    "boundary": {"seedings": ("kmeans", "nearest")},  # the default until the inputs seeding
+    "default": {},
     "spreading": {"seedings": ("nearest", "spreading")},
     "all_seedings": {"seedings": ("kmeans", "nearest", "spreading")},
     "inputs": {"seedings": ("kmeans", "nearest", "inputs"), "choose_by": "inputs"},

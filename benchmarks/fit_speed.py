@@ -3,9 +3,8 @@
 Latents are synthetic: each class is two Gaussian blobs (a class's cluster in a VAE's latent space is
 rarely one Gaussian), the classes' centres spread on a sphere so that neighbours overlap a little, and
 5 labelled points per class are drawn from the data. Each case is fitted with the default GMMConfig
-(components_per_class 4, both schedules, joint EM) and the seedings of --seedings (default: those derived
-for latents without their images, k-means and nearest labelled point; the images' seeding, which train adds
-in 2-D, is timed on real images by few_labels.py); the best of --repeats wall times counts.
+(components_per_class 4, both schedules, joint EM) and the seedings of --seedings (default: the default
+ones); the best of --repeats wall times counts.
 The real course latents (18,420 x 2-D, 3 classes) are timed too when --latents points at a file saved
 with keys Z, Zl, yl (Z the training latents, Zl/yl the labelled ones).
 
@@ -67,11 +66,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the three target cases")
     parser.add_argument("--repeats", type=int, default=2, help="timed fits per case (the best counts)")
     parser.add_argument("--latents", default=None, help="an .npz of real latents (keys Z, Zl, yl) to time as well")
-    parser.add_argument("--seedings", default=None,
+    parser.add_argument("--seedings", default=",".join(GMMConfig().seedings),
                         help="the GMMConfig seedings to time (README recommends nearest,spreading with a 10-D latent)")
     parser.add_argument("--out", default=HERE / "results" / "fit_speed.json")
     args = parser.parse_args()
-    config = GMMConfig(seedings=None if args.seedings is None else tuple(args.seedings.split(",")))
+    config = GMMConfig(seedings=tuple(args.seedings.split(",")))
     warnings.simplefilter("ignore")
     results = []
     if args.latents:

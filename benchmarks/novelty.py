@@ -121,10 +121,10 @@ def main() -> None:
     parser.add_argument("--skip-all-ten", action="store_true")
     parser.add_argument("--latent-dim", type=int, default=VAEConfig().latent_dim,
                         help="the models' latent size (README recommends 10, with --seedings nearest,spreading)")
-    parser.add_argument("--seedings", default=None, help="the GMMConfig seedings (unset: derived, as train derives them)")
+    parser.add_argument("--seedings", default=",".join(GMMConfig().seedings), help="the GMMConfig seedings")
     args = parser.parse_args()
     model_config = VAEConfig(latent_dim=args.latent_dim)
-    gmm_config = GMMConfig(seedings=None if args.seedings is None else tuple(args.seedings.split(",")))
+    gmm_config = GMMConfig(seedings=tuple(args.seedings.split(",")))
     warnings.simplefilter("ignore")
     arrays = load_mnist_arrays(args.mnist)
     import tempfile

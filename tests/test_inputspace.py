@@ -108,33 +108,7 @@ def test_the_inputs_seeding_asks_for_the_images_and_checks_them():
     with pytest.raises(ConfigError, match="choose_by must be one of"):
         GMMConfig(choose_by="likelihood")
     with pytest.raises(ConfigError, match="a list including 'inputs'"):
-        GMMConfig(seedings=("kmeans", "nearest"), choose_by="inputs")
-    with pytest.raises(ConfigError, match="a list including 'inputs'"):  # a 10-D latent derives no inputs seeding
-        GMMConfig(choose_by="inputs").resolved(latent_dim=10, images_given=True)
-
-
-@pytest.mark.parametrize("latent_dim, images_given, seedings, choose_by", [
-    (2, True, ("kmeans", "nearest", "inputs"), "inputs"),
-    (1, True, ("kmeans", "nearest", "inputs"), "inputs"),
-    (2, False, ("kmeans", "nearest"), "boundary"),
-    (10, True, ("kmeans", "nearest"), "boundary"),
-])
-def test_unset_seedings_and_choice_follow_the_latent_size_and_the_images(latent_dim, images_given, seedings, choose_by):
-    resolved = GMMConfig().resolved(latent_dim=latent_dim, images_given=images_given)
-    assert (resolved.seedings, resolved.choose_by) == (seedings, choose_by)
-    explicit = GMMConfig(seedings=("nearest", "spreading"), choose_by="boundary")
-    assert explicit.resolved(latent_dim=latent_dim, images_given=images_given) == explicit
-
-
-def test_the_default_fit_spreads_over_the_images_in_2d_when_they_are_given():
-    latent, inputs, y, lab = _latent_and_images(np.random.default_rng(7))
-    with_images = FewLabelGMM(GMMConfig(components_per_class=1)).fit(latent, latent[lab], y[lab], inputs=inputs,
-                                                                      inputs_labelled=inputs[lab])
-    assert with_images.config_.choose_by == "inputs" and with_images.chosen_.seeding in ("kmeans", "nearest", "inputs")
-    assert np.mean(with_images.gmm_.predict(latent) == y) > 0.95
-    latents_only = FewLabelGMM(GMMConfig(components_per_class=1)).fit(latent, latent[lab], y[lab])
-    assert latents_only.config_.seedings == ("kmeans", "nearest") and latents_only.config_.choose_by == "boundary"
-    assert latents_only.config.seedings is None  # the given config is left as it was
+        GMMConfig(choose_by="inputs")
 
 
 def test_a_fit_on_a_subset_takes_the_same_subset_of_the_images():

@@ -90,8 +90,6 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             kwargs: dict = {"dest": _dest(cls, f.name), "default": default, "help": meta["help"]}
             if isinstance(default, bool):
                 kwargs["action"] = argparse.BooleanOptionalAction
-            elif meta.get("type") is tuple:  # a list left unset (None) by default: a list of names when given
-                kwargs["type"], kwargs["metavar"] = _str_list, "A,B,..."
             elif isinstance(default, tuple):
                 kwargs["type"] = _int_list if all(isinstance(v, int) for v in default) else _str_list
                 kwargs["metavar"] = "A,B,..."

@@ -244,8 +244,7 @@ class VAEGMM:
         self._check_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        config = self.fit_.config_ if self.fit_ is not None else self.gmm or GMMConfig()  # as the fit derived it
-        state = gmm_file_state(self.gmm_, config=config, model=self.model_, novelty=self.novelty_,
+        state = gmm_file_state(self.gmm_, config=self.gmm or GMMConfig(), model=self.model_, novelty=self.novelty_,
                                fit_summary=None if self.fit_ is None else self.fit_.summary(),
                                novelty_config=self.novelty or NoveltyConfig())
         save_model(self.model_, folder / "vae.pth", train_config=replace(self.train or TrainConfig(), seed=self.random_state),

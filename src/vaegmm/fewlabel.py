@@ -213,8 +213,7 @@ class FewLabelGMM:
 
     Fitted attributes
     -----------------
-    gmm_ : GaussianMixture, the chosen fit; chosen_ : Candidate; candidates_ : list of Candidate;
-    config_ : GMMConfig, ``config`` with its unset seedings and choice derived (:meth:`GMMConfig.resolved`).
+    gmm_ : GaussianMixture, the chosen fit; chosen_ : Candidate; candidates_ : list of Candidate.
     """
 
     def __init__(self, config: GMMConfig | None = None, *, random_state: int = 0, n_jobs: int | None = None) -> None:
@@ -240,8 +239,7 @@ class FewLabelGMM:
         classes = np.unique(y_labelled)
         if len(classes) < 2:
             raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
-        # Unset seedings and choice are derived from the latent size and whether the images were given.
-        config = self.config_ = self.config.resolved(latent_dim=X.shape[1], images_given=inputs is not None)
+        config = self.config
         used = random_subset(len(X), config.max_fit_points, np.random.default_rng(self.random_state))
         if "inputs" in config.seedings:
             inputs, inputs_labelled = check_inputs(inputs, inputs_labelled, n_points=len(X), n_labelled=len(X_labelled))

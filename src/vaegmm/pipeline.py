@@ -136,7 +136,6 @@ def train_and_fit(
                   config=gmm_config, seed=train_config.seed, source=train.source)
     gmm_seconds = time.perf_counter() - start - encode_seconds
     novelty = NoveltyDetector().fit(novelty_statistics(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate)
-    gmm_config = fit.config_  # with the seedings and choice it derived: what the file and run.json record
     state = gmm_file_state(fit.gmm_, config=gmm_config, fit_summary=fit.summary(), model=model, novelty=novelty,
                            novelty_config=novelty_config)
     summary = {
