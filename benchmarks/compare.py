@@ -91,7 +91,7 @@ def train_peer(images: np.ndarray, *, epochs=30, batch_size=128, lr=1e-3) -> tup
     return model, time.perf_counter() - start
 
 
-def peer_gmm(Z, Z_lab, y_lab, images, images_lab):  # the peer reads latents only
+def peer_gmm(Z, Z_lab, y_lab):
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
     classes = np.unique(y_lab)
@@ -100,9 +100,8 @@ def peer_gmm(Z, Z_lab, y_lab, images, images_lab):  # the peer reads latents onl
     return lambda X: classes[gmm.predict(X)]
 
 
-def vaegmm_gmm(Z, Z_lab, y_lab, images, images_lab):
-    """The default few-label fit, given the images behind the latents as train gives them."""
-    gmm = FewLabelGMM(GMMConfig(), random_state=0).fit(Z, Z_lab, y_lab, inputs=images, inputs_labelled=images_lab).gmm_
+def vaegmm_gmm(Z, Z_lab, y_lab):
+    gmm = FewLabelGMM(GMMConfig(), random_state=0).fit(Z, Z_lab, y_lab).gmm_
     return gmm.predict
 
 
@@ -113,9 +112,8 @@ def evaluate(name, model, seconds, fit, train, val, test) -> dict:
     def score(predict) -> float:
         return classification_metrics(test.labels, predict(Z_test), classes)["classification"]["score"]
 
-    course = score(fit(Z, Z_val, val.labels, train.images, val.images))
-    draws = [score(fit(Z, Z[idx], train.labels[idx], train.images, train.images[idx]))
-             for idx in labelled_draws(train.labels, classes)]
+    course = score(fit(Z, Z_val, val.labels))
+    draws = [score(fit(Z, Z[idx], train.labels[idx])) for idx in labelled_draws(train.labels, classes)]
     out = {
         "name": name, "parameters": count_parameters(model), "train_seconds": seconds,
         "score_course_labels": course, "score_draws": draws,
