@@ -15,19 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .clustering import neighbour_graph  # noqa: F401  (the graph boundary_fraction reads; imported from here too)
 from .gmm import GaussianMixture
-
-
-def neighbour_graph(X: np.ndarray, n_neighbors: int) -> np.ndarray:
-    """Indices of each row's ``n_neighbors`` nearest other rows of X (N, D): (N, n_neighbors)."""
-    from scipy.spatial import cKDTree
-
-    n_neighbors = min(n_neighbors, len(X) - 1)
-    if n_neighbors < 1:
-        return np.empty((len(X), 0), dtype=np.int64)
-    # k as a list keeps the result 2-D; the 1st nearest is the point itself
-    _, idx = cKDTree(X).query(X, k=list(range(2, n_neighbors + 2)))  # (N, n_neighbors)
-    return idx
 
 
 def boundary_fraction(labels: np.ndarray, neighbours: np.ndarray) -> float:

@@ -94,6 +94,18 @@ def nearest_labelled(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarr
     return y_labelled[nearest_centre(X, X_labelled)]
 
 
+def neighbour_graph(X: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Indices of each row's ``n_neighbors`` nearest other rows of X (N, D): (N, n_neighbors)."""
+    from scipy.spatial import cKDTree
+
+    n_neighbors = min(n_neighbors, len(X) - 1)
+    if n_neighbors < 1:
+        return np.empty((len(X), 0), dtype=np.int64)
+    # k as a list keeps the result 2-D; the 1st nearest is the point itself
+    _, idx = cKDTree(X).query(X, k=list(range(2, n_neighbors + 2)))  # (N, n_neighbors)
+    return idx
+
+
 def spread_labels(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray, classes: np.ndarray, *,
                   n_neighbors: int = SPREAD_NEIGHBOURS, alpha: float = SPREAD_ALPHA, n_iter: int = SPREAD_ITERATIONS) -> np.ndarray:
     """Label spreading over the k-nearest-neighbour graph of all points (Zhou et al. 2004, "Learning with
@@ -102,13 +114,9 @@ def spread_labels(X: np.ndarray, X_labelled: np.ndarray, y_labelled: np.ndarray,
     like a curve or made of several blobs is followed where nearest-mean rules cut across it.
     X (N, D). Returns the class of each row of X: (N,).
     """
-    from scipy.spatial import cKDTree
-
-    points = np.concatenate([X, X_labelled])  # (N + M, D)
-    k = min(n_neighbors, len(points) - 1)
-    if k < 1:
+    neighbours = neighbour_graph(np.concatenate([X, X_labelled]), n_neighbors)  # (N + M, k)
+    if neighbours.shape[1] == 0:  # a single point: no graph to spread over
         return nearest_labelled(X, X_labelled, y_labelled, classes)
-    _, neighbours = cKDTree(points).query(points, k=list(range(2, k + 2)))  # (N + M, k), self excluded
     out, unreached = spread_over_graph(neighbours, y_labelled, classes, alpha=alpha, n_iter=n_iter)
     if unreached.any():
         out[unreached] = nearest_labelled(X[unreached], X_labelled, y_labelled, classes)
