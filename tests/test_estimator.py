@@ -112,3 +112,14 @@ def test_fit_without_labels_gives_an_unsupervised_mixture():
     est = VAEGMM(**SMALL, n_components=2).fit(X)
     assert est.classes_.tolist() == [0, 1]
     assert est.predict(X).shape == (300,)
+
+
+@pytest.mark.slow
+def test_fit_hands_the_unlabelled_images_to_the_inputs_seeding(course_arrays):
+    from vaegmm import GMMConfig
+
+    X, y, X_test, y_test = course_arrays
+    est = VAEGMM(**SMALL, gmm=GMMConfig(seedings=("nearest", "inputs"), choose_by="inputs")).fit(X, y)
+    assert {c.seeding for c in est.fit_.candidates_} == {"nearest", "inputs"}
+    assert all(0 < c.input_agreement <= 1 for c in est.fit_.candidates_)
+    assert est.predict(X_test).shape == y_test.shape

@@ -117,8 +117,11 @@ class VAEGMM:
         model = result.model
         stats = encode_statistics(model, images)
         if labelled is not None:
-            fit = fit_gmm(stats["mu"][~mask], stats["mu"][mask], labelled, train_images=images[~mask],
-                          config=self.gmm or GMMConfig(), seed=self.random_state, source="X")
+            config = self.gmm or GMMConfig()
+            # Masking copies every unlabelled image; only the "inputs" seeding reads them.
+            unlabelled_images = images[~mask] if "inputs" in config.seedings else None
+            fit = fit_gmm(stats["mu"][~mask], stats["mu"][mask], labelled, train_images=unlabelled_images,
+                          config=config, seed=self.random_state, source="X")
             self.fit_ = fit
             gmm = fit.gmm_
         else:

@@ -56,7 +56,7 @@ def environment() -> dict:
     }
 
 
-def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset, *, train_images: np.ndarray,
+def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset, *, train_images: np.ndarray | None,
             config: GMMConfig, seed: int, source: str) -> FewLabelGMM:
     """The few-label fit on the training images' latent means z_train (N, latent_dim), seeded by the labelled
     images' latent means (M, latent_dim); train_images (N, H, W) are read by the "inputs" seeding only.
