@@ -90,14 +90,18 @@ def test_ctrl_c_exits_130_and_keeps_the_previous_outputs(data, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "gmm_params.pkl").write_bytes(b"previous")
-    proc = subprocess.Popen(_train_cmd(data, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Far more epochs than the interrupt lets run: a busy machine that delays the signal by seconds must not
+    # let the training finish first (it once did with the 8 epochs the other tests use, and exited 0).
+    epochs = 1000
+    proc = subprocess.Popen(_train_cmd(data, out, "--epochs", str(epochs)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     _wait_for_epochs(proc, out, 1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "run the same command again with --resume" in err and "Traceback" not in err
     # The interrupt landed inside training: fewer epochs logged than asked for, and the checkpoint kept.
-    assert 1 <= len((out / "train_log.jsonl").read_text().splitlines()) < 8
+    assert 1 <= len((out / "train_log.jsonl").read_text().splitlines()) < epochs
     assert (out / "vae.pth.ckpt").is_file() and not (out / "vae.pth").exists()
     assert (out / "gmm_params.pkl").read_bytes() == b"previous"
     assert not list(out.glob(".*.tmp"))
