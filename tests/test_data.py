@@ -26,6 +26,14 @@ def test_uint8_and_float_and_flat_forms_agree(tmp_path):
     assert c.stored_shape == (5, 784)
 
 
+def test_one_channel_axis_first_or_last_loads_as_grey_images(tmp_path):
+    u8 = np.random.default_rng(0).integers(0, 256, size=(4, 9, 7), dtype=np.uint8)
+    for name, stored in (("last.npz", u8[..., None]), ("first.npz", u8[:, None])):
+        ds = load_npz(_save(tmp_path / name, data=stored))
+        assert ds.image_shape == (9, 7) and ds.stored_shape == stored.shape
+        np.testing.assert_allclose(ds.images, u8 / 255, atol=1e-6)
+
+
 def test_image_size_comes_from_the_data(tmp_path):
     ds = load_npz(_save(tmp_path / "s.npz", data=np.zeros((3, 16, 12), np.uint8)))
     assert ds.image_shape == (16, 12)
@@ -34,7 +42,8 @@ def test_image_size_comes_from_the_data(tmp_path):
 @pytest.mark.parametrize(
     "data, pattern",
     [
-        (np.zeros((2, 3, 28, 28), np.uint8), r"shape \(2, 3, 28, 28\).*Drop colour"),
+        (np.zeros((2, 3, 28, 28), np.uint8), r"shape \(2, 3, 28, 28\).*Convert colour images to grey"),
+        (np.zeros((2, 28, 28, 3), np.uint8), r"shape \(2, 28, 28, 3\).*Convert colour images to grey"),
         (np.zeros((4,), np.uint8), r"shape \(4,\)"),
         (np.zeros((0, 28, 28), np.uint8), "empty"),
         (np.zeros((2, 27 * 28), np.uint8), "square pixel count"),

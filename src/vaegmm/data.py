@@ -51,10 +51,13 @@ def as_images(raw: np.ndarray, source: str, key: str) -> np.ndarray:
                 "(e.g. 784 = 28x28). Save the images as (N, H, W) instead."
             )
         raw = raw.reshape(len(raw), side, side)
+    if raw.ndim == 4 and 1 in (raw.shape[1], raw.shape[3]):
+        # One grey channel, as Keras (N, H, W, 1) or PyTorch (N, 1, H, W) store it: still grey images.
+        raw = raw[..., 0] if raw.shape[3] == 1 else raw[:, 0]
     if raw.ndim != 3:
         raise DataError(
-            f"{source}: '{key}' has shape {raw.shape}; expected grey images as (N, H, W) or (N, H*W). "
-            "Drop colour/channel axes (e.g. images[:, 0]) before saving."
+            f"{source}: '{key}' has shape {raw.shape}; expected grey images as (N, H, W), (N, H*W), or with "
+            "one channel axis (N, H, W, 1) or (N, 1, H, W). Convert colour images to grey before saving."
         )
     if raw.shape[0] == 0 or raw.shape[1] == 0 or raw.shape[2] == 0:
         raise DataError(f"{source}: '{key}' is empty (shape {raw.shape}); expected at least one image.")
