@@ -69,6 +69,28 @@ def test_classifier_output(trained, small_course_files):
         assert key in result.stdout
 
 
+def test_channel_axis_images_and_labels_the_model_does_not_know(trained, small_course_files, tmp_path):
+    """A practitioner's (N, H, W, 1) or (N, 1, H, W) arrays work as grey images, reconstructions keep that
+    form, and test labels outside the trained classes are scored as errors with a note saying so."""
+    work, _ = trained
+    with np.load(small_course_files["test"]) as src:
+        data, labels = src["data"][:40], src["labels"][:40].copy()
+    labels[:6] = 7  # no 7 was trained
+    np.savez(tmp_path / "last.npz", data=data[..., None], labels=labels)
+    np.savez(tmp_path / "first.npz", data=data[:, None])
+    result = run_course([tmp_path / "last.npz", "test_classifier", "vae.pth", "gmm_params.pkl"], work)
+    assert result.returncode == 0, result.stderr
+    assert len((work / "vae.csv").read_text().splitlines()) == 1 + 40
+    assert ("note: 6 of 40 images are labelled with classes the model was not trained on ([7]); the scores above "
+            "count them as misclassified") in result.stderr
+    result = run_course([tmp_path / "first.npz", "test_reconstruction", "vae.pth"], work)
+    assert result.returncode == 0, result.stderr
+    with np.load(work / "vae_reconstructed.npz") as out:
+        assert out["data"].shape == (40, 1, 28, 28)
+    result = run_course([small_course_files["test"], "test_classifier", "vae.pth", "gmm_params.pkl"], work)
+    assert "note:" not in result.stderr  # every label known: no note
+
+
 @pytest.mark.parametrize("args", [[], ["a.npz", "train"], ["a.npz", "b.npz", "fly", "x", "y"], ["a.npz", "test_classifier", "vae.pth"]])
 def test_wrong_usage_prints_usage_and_exits_2(args, tmp_path):
     result = run_course(args, tmp_path)

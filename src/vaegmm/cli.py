@@ -177,6 +177,7 @@ def job_reconstruct(args: argparse.Namespace) -> None:
 
 def job_classify(args: argparse.Namespace) -> None:
     from .data import load_images
+    from .evaluation import labels_outside
     from .pipeline import classify_to_file, load_gmm_file, load_model_for
 
     dataset = load_images(args.input)
@@ -186,11 +187,18 @@ def job_classify(args: argparse.Namespace) -> None:
     predictions, metrics, flags = classify_to_file(model, gmm, dataset, args.out, novelty=None if args.course else novelty)
     if metrics is not None:
         _print_metrics(f"classification of {len(predictions)} images from {args.input}:", metrics)
+        _note_unknown_labels(labels_outside(dataset.labels, gmm.classes_), len(predictions))
     if flags is not None:
         print(f"novelty: {int(flags.sum())} of {len(flags)} images ({flags.mean():.1%}) score above the threshold "
               f"{novelty.threshold_:.2f} (set to flag {novelty.flag_rate_:.1%} of the training images): they belong "
               "to no known class (column Novel = 1)")
-    print(f"wrote {args.out} ({len(predictions)} predictions)")
+    print(f"wrote {args.out} ({len(predictions)} prediction{'' if len(predictions) == 1 else 's'})")
+
+
+def _note_unknown_labels(unknown: dict | None, n_images: int) -> None:
+    if unknown:
+        print(f"note: {unknown['n_images']} of {n_images} images are labelled with classes the model was not trained "
+              f"on ({unknown['classes']}); the scores above count them as misclassified", file=sys.stderr)
 
 
 def _print_evaluation(evaluation: dict) -> None:
@@ -199,6 +207,7 @@ def _print_evaluation(evaluation: dict) -> None:
     flat = {"ssim": evaluation["ssim"], "one_minus_mse": evaluation["one_minus_mse"], "elbo_per_image": evaluation["elbo_per_image"]}
     flat.update(evaluation.get("classification", {}))
     _print_metrics(f"test metrics ({evaluation['n_test']} images):", flat)
+    _note_unknown_labels(evaluation.get("unknown_labels"), evaluation["n_test"])
 
 
 def job_report(args: argparse.Namespace) -> None:

@@ -16,10 +16,23 @@ def reconstruction_metrics(images: np.ndarray, reconstructions: np.ndarray) -> d
     return {"ssim": ssim(images, reconstructions), "one_minus_mse": one_minus_mse(images, reconstructions)}
 
 
+def labels_outside(labels: np.ndarray, classes: np.ndarray) -> dict | None:
+    """The labels (N,) that are none of the model's ``classes``: {"classes": [...], "n_images": k}, or None.
+
+    Such images can only be misclassified; the scores count them so, and the front ends say so."""
+    outside = ~np.isin(labels, classes)  # (N,)
+    if not outside.any():
+        return None
+    return {"classes": np.unique(labels[outside]).tolist(), "n_images": int(outside.sum())}
+
+
 def classification_metrics(labels: np.ndarray, predicted: np.ndarray, classes: np.ndarray) -> dict:
-    """The course's scores and the confusion matrix (rows true, columns predicted, in ``classes`` order)."""
-    return {"classification": classification_report(labels, predicted),
-            "confusion": confusion_matrix(labels, predicted, classes).tolist()}
+    """The course's scores and the confusion matrix (rows true, columns predicted, in ``classes`` order),
+    and ``unknown_labels`` (see :func:`labels_outside`) when some labels are not among ``classes``."""
+    out = {"classification": classification_report(labels, predicted),
+           "confusion": confusion_matrix(labels, predicted, classes).tolist()}
+    unknown = labels_outside(labels, classes)
+    return out if unknown is None else {**out, "unknown_labels": unknown}
 
 
 def evaluate(model, gmm, dataset, *, latents: np.ndarray | None = None) -> dict:
