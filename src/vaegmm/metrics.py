@@ -5,13 +5,42 @@ from __future__ import annotations
 import numpy as np
 
 
+# skimage's default SSIM window (Wang et al. 2004 use 7x7 uniform windows in its implementation); images
+# with a side below it get the largest odd window that fits, down to 3.
+SSIM_WINDOW = 7
+SSIM_MIN_WINDOW = 3
+# Wang et al.'s stabilising constants, (K * data_range)^2 with K1 = 0.01, K2 = 0.03 and data_range 1.
+SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2
+
+
+def global_ssim(reference: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
+    """SSIM of each image pair (N, H, W) with the whole image as one window: (N,). For images too thin for
+    a 3x3 window (a side of 1 or 2 pixels), where the windowed index is undefined."""
+    a = reference.reshape(len(reference), -1)  # (N, P)
+    b = reconstruction.reshape(len(reconstruction), -1)  # (N, P)
+    ddof = 1 if a.shape[1] > 1 else 0  # sample statistics, as skimage's windows use
+    mu_a, mu_b = a.mean(axis=1), b.mean(axis=1)  # (N,)
+    var_a, var_b = a.var(axis=1, ddof=ddof), b.var(axis=1, ddof=ddof)  # (N,)
+    cov = ((a - mu_a[:, None]) * (b - mu_b[:, None])).sum(axis=1) / (a.shape[1] - ddof)  # (N,)
+    return ((2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)
+            / ((mu_a ** 2 + mu_b ** 2 + SSIM_C1) * (var_a + var_b + SSIM_C2)))
+
+
 def ssim(reference: np.ndarray, reconstruction: np.ndarray) -> float:
-    """Mean structural similarity over images (N, H, W) in [0, 1] (skimage, data_range=1)."""
+    """Mean structural similarity over images (N, H, W) in [0, 1] (skimage, data_range=1).
+
+    The window is skimage's 7x7 where the images allow it, else the largest odd one that fits; images with
+    a side under 3 pixels are compared as one window (:func:`global_ssim`)."""
     from skimage.metrics import structural_similarity
 
-    return float(np.mean([
-        structural_similarity(a, b, data_range=1.0) for a, b in zip(np.asarray(reference, np.float64), np.asarray(reconstruction, np.float64))
-    ]))
+    reference = np.asarray(reference, np.float64)
+    reconstruction = np.asarray(reconstruction, np.float64)
+    side = min(reference.shape[1:])
+    if side < SSIM_MIN_WINDOW:
+        return float(np.mean(global_ssim(reference, reconstruction)))
+    window = min(SSIM_WINDOW, side if side % 2 else side - 1)
+    return float(np.mean([structural_similarity(a, b, data_range=1.0, win_size=window)
+                          for a, b in zip(reference, reconstruction)]))
 
 
 def one_minus_mse(reference: np.ndarray, reconstruction: np.ndarray) -> float:
