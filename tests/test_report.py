@@ -124,3 +124,17 @@ def test_latent_plane_is_the_identity_in_2d_and_the_leading_principal_axes_above
     np.testing.assert_allclose(plane.project(plane.lift(P)), P, atol=1e-12)
     cov = np.cov(Z5.T)
     np.testing.assert_allclose(plane.project_covariance(cov), np.cov(plane.project(Z5).T), rtol=1e-10, atol=1e-12)
+
+
+def test_class_colours_are_distinct_for_any_labels_and_keep_the_digits_colours():
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from vaegmm.plots import class_colours
+
+    # Digits keep their own tab10 colour whatever other digits a run holds, so runs of different digits agree.
+    assert class_colours([1, 4, 8])[4] == class_colours([3, 4, 9])[4] == to_hex(colormaps["tab10"](4))
+    # Labels that agree modulo 10 (once all drawn alike) and large class sets get one colour each.
+    for classes in ([-3, 7, 17, 27], list(range(0, 150, 10)), list(range(30))):
+        colours = class_colours(classes)
+        assert sorted(colours) == sorted(classes) and len(set(colours.values())) == len(classes)

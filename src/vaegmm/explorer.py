@@ -14,6 +14,7 @@ import json
 import numpy as np
 
 from .novelty import STATISTICS
+from .plots import class_colours
 
 MAP_POINTS = 3000  # training latent means drawn on the map (a seeded sample)
 CLICKABLE_IMAGES = 300  # of which this many carry their original image, shown when clicked
@@ -58,7 +59,9 @@ def explorer_data(*, model, gmm, novelty, plane, Z: np.ndarray, classes_of_point
         "plane": {"origin": plane.origin.tolist(), "axes": plane.axes.tolist(), "names": list(plane.names)},
         "gmm": {"weights": gmm.weights_.tolist(), "means": gmm.means_.tolist(),
                 "precChol": gmm.precisions_cholesky_.tolist(), "logDet": log_det.tolist(),
-                "componentClasses": gmm.component_classes_.tolist(), "classes": gmm.classes_.tolist()},
+                "componentClasses": gmm.component_classes_.tolist(), "classes": gmm.classes_.tolist(),
+                # The figures' colours, as {class: "#rrggbb"}, so the page and the report draw a class alike.
+                "colours": {str(c): v for c, v in class_colours(gmm.classes_).items()}},
         "novelty": None if novelty is None else {"mean": float(novelty.mean_[LATENT]), "std": float(novelty.std_[LATENT]),
                                                   "threshold": float(novelty.threshold_)},
         "points": {"xy": P.round(5).tolist(), "cls": classes_of_points[shown].tolist()},
@@ -137,8 +140,7 @@ reconstruction. Tick <em>path</em> and click two places to see the images along 
     const proba = g.classes.map((c) => e.reduce((a, v, k) => a + (g.componentClasses[k] === c ? v : 0), 0) / total);
     return { proba, logDensity: top + Math.log(total) };
   }
-  const colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-  const colour = (c) => colours[((c % 10) + 10) % 10];
+  const colour = (c) => g.colours[String(c)];
   const map = document.getElementById("latent-map"), ctx = map.getContext("2d");
   const xy = data.points.xy;
   let lo = [Infinity, Infinity], hi = [-Infinity, -Infinity];

@@ -109,7 +109,7 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
                      paths["component_samples"], title="Samples from each GMM component, decoded",
                      row_labels=[f"class {c} (comp. {k})" for k, c in enumerate(gmm.component_classes_)])
     Z_lab = encode_means(model, labelled.images)
-    plots.latent_space(plane.project(Z), gmm.predict(Z), paths["latent"], true_labels=train.labels,
+    plots.latent_space(plane.project(Z), gmm.predict(Z), paths["latent"], classes=gmm.classes_, true_labels=train.labels,
                        Z_labelled=plane.project(Z_lab), y_labelled=labelled.labels, axis_names=plane.names,
                        title=f"Latent means of the {len(Z)} training images")
     plots.gmm_ellipses(plane.project(Z), paths["gmm"], means=plane.project(gmm.means_),

@@ -1,7 +1,7 @@
 """The report's figures, drawn with matplotlib's Agg backend and written atomically as PNG.
 
 Every function takes arrays (no model), so figures are cheap to test and reproducible.
-Colours follow the class: class c is drawn in tab10's colour c in every figure.
+Colours follow the class, the same in every figure and in the explorer page (:func:`class_colours`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,28 @@ def _plt():
     return plt
 
 
-def _colour(label: int):
-    import matplotlib
+# Drawn for a label that is none of the model's classes (a true label the model was not trained on).
+OTHER_COLOUR = "#555555"
+# Up to this many entries a legend sits inside the axes; more would cover the points, so it goes below.
+LEGEND_INSIDE_MAX = 12
+LEGEND_COLUMNS = 6
 
-    return matplotlib.colormaps["tab10"](int(label) % 10)
+
+def class_colours(classes) -> dict[int, str]:
+    """One colour per class (hex strings): digits 0-9 keep tab10's colour of that digit, so MNIST runs of
+    any digits look alike; other class sets take tab10, then tab20, by rank, and beyond 20 classes
+    evenly spaced colours of the "turbo" map."""
+    import matplotlib
+    from matplotlib.colors import to_hex
+
+    classes = [int(c) for c in np.unique(classes)]
+    n = len(classes)
+    if all(0 <= c <= 9 for c in classes):
+        return {c: to_hex(matplotlib.colormaps["tab10"](c)) for c in classes}
+    if n <= 20:
+        cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+        return {c: to_hex(cmap(i)) for i, c in enumerate(classes)}
+    return {c: to_hex(matplotlib.colormaps["turbo"](i / (n - 1))) for i, c in enumerate(classes)}
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -101,43 +119,53 @@ def image_grid(images: np.ndarray, rows: int, cols: int, path, *, title: str, ro
     return _save(fig, path)
 
 
-def _scatter_by(ax, Z, labels, *, name: str) -> None:
+def _scatter_by(ax, Z, labels, colours: dict) -> None:
     for label in np.unique(labels):
         pts = Z[labels == label]
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.35, color=_colour(label), label=f"{name} {label}", rasterized=True)
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.35, color=colours.get(int(label), OTHER_COLOUR),
+                   label=f"{label}", rasterized=True)
 
 
-def _mark_labelled(ax, Z_labelled, y_labelled) -> None:
+def _mark_labelled(ax, Z_labelled, y_labelled, colours: dict) -> None:
     for label in np.unique(y_labelled):
         pts = Z_labelled[y_labelled == label]
-        ax.scatter(pts[:, 0], pts[:, 1], s=110, marker="*", color=_colour(label), edgecolor="black", linewidth=0.9, zorder=5)
+        ax.scatter(pts[:, 0], pts[:, 1], s=110, marker="*", color=colours.get(int(label), OTHER_COLOUR),
+                   edgecolor="black", linewidth=0.9, zorder=5)
     ax.scatter([], [], s=110, marker="*", color="white", edgecolor="black", label="labelled image")
 
 
-def _legend(ax) -> None:
-    leg = ax.legend(loc="best", fontsize=9, framealpha=0.85)
+def _legend(ax, title: str | None = None) -> None:
+    entries = len(ax.get_legend_handles_labels()[1])
+    if entries <= LEGEND_INSIDE_MAX:
+        leg = ax.legend(loc="best", fontsize=9, framealpha=0.85, title=title, title_fontsize=9)
+    else:  # below the axes, in columns: inside, so many entries would hide the points
+        leg = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=LEGEND_COLUMNS, fontsize=8, frameon=False,
+                        title=title, title_fontsize=8)
     for handle in leg.legend_handles:
         handle.set_alpha(1)
         if hasattr(handle, "set_sizes"):
             handle.set_sizes([40])
 
 
-def latent_space(Z, clusters, path, *, true_labels=None, Z_labelled=None, y_labelled=None, title: str,
+def latent_space(Z, clusters, path, *, classes=None, true_labels=None, Z_labelled=None, y_labelled=None, title: str,
                  axis_names: Sequence[str] = ("Latent dimension 1", "Latent dimension 2")) -> Path:
-    """Latent means Z (N, 2), in the figure's plane, coloured by GMM cluster (and, when labels exist, by true label)."""
+    """Latent means Z (N, 2), in the figure's plane, coloured by GMM cluster (and, when labels exist, by true label).
+
+    ``classes`` (C,), the model's classes, fix the colours (default: those in ``clusters``)."""
     plt = _plt()
+    colours = class_colours(np.unique(clusters) if classes is None else classes)
     panels = 2 if true_labels is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.6), squeeze=False, sharex=True, sharey=True)
     for ax, (labels, name, sub) in zip(
         axes[0], [(clusters, "cluster of class", "coloured by GMM cluster"), (true_labels, "true class", "coloured by true label")]
     ):
-        _scatter_by(ax, Z, labels, name=name)
+        _scatter_by(ax, Z, labels, colours)
         if Z_labelled is not None:
-            _mark_labelled(ax, Z_labelled, y_labelled)
+            _mark_labelled(ax, Z_labelled, y_labelled, colours)
         ax.set_xlabel(axis_names[0])
         ax.set_ylabel(axis_names[1])
         ax.set_title(sub)
-        _legend(ax)
+        _legend(ax, title=name)
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -168,18 +196,19 @@ def gmm_ellipses(Z, path, *, means, covariances, component_classes, classes, pre
     ys = np.linspace(lo[1] - margin[1], hi[1] + margin[1], grid_points)
     gx, gy = np.meshgrid(xs, ys)
     region = np.searchsorted(classes, predict(np.stack([gx.ravel(), gy.ravel()], axis=1))).reshape(gx.shape)
-    cmap = ListedColormap([_colour(c) for c in classes])
+    colours = class_colours(classes)
+    cmap = ListedColormap([colours[int(c)] for c in classes])
     ax.contourf(gx, gy, region, levels=np.arange(len(classes) + 1) - 0.5, cmap=cmap, alpha=0.12)
     ax.scatter(Z[:, 0], Z[:, 1], s=1.5, color="0.35", alpha=0.25, rasterized=True, label="training image (latent mean)")
     for mean, cov, label in zip(means, covariances, component_classes):
         for n_sigma, style in ((1, "-"), (2, "--")):
             pts = ellipse_points(mean, cov, n_sigma)
-            ax.plot(pts[:, 0], pts[:, 1], style, color=_colour(label), linewidth=2)
-        ax.plot(*mean, marker="X", markersize=12, color=_colour(label), markeredgecolor="black")
+            ax.plot(pts[:, 0], pts[:, 1], style, color=colours[int(label)], linewidth=2)
+        ax.plot(*mean, marker="X", markersize=12, color=colours[int(label)], markeredgecolor="black")
         ax.annotate(f"{label}", mean, xytext=(6, 6), textcoords="offset points", fontsize=14, weight="bold",
                     color="black", bbox=dict(boxstyle="round,pad=0.2", fc="white", alpha=0.8))
     if Z_labelled is not None:
-        _mark_labelled(ax, Z_labelled, y_labelled)
+        _mark_labelled(ax, Z_labelled, y_labelled, colours)
     ax.plot([], [], "-", color="black", label="1σ ellipse (39% of a Gaussian)")
     ax.plot([], [], "--", color="black", label="2σ ellipse (86%)")
     ax.set_xlim(xs[0], xs[-1]), ax.set_ylim(ys[0], ys[-1])
