@@ -252,16 +252,25 @@ def score_histogram(train_scores: np.ndarray, test_scores: np.ndarray, threshold
     return _save(fig, path)
 
 
+# The confusion matrix's cell size (inches) and count font; its figure grows with the classes.
+CONFUSION_CELL = 0.45
+CONFUSION_MIN_SIDE = 4.2
+
+
 def confusion(matrix: np.ndarray, classes: Sequence[int], path, *, title: str) -> Path:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    n = len(classes)
+    side = max(CONFUSION_MIN_SIDE, CONFUSION_CELL * n + 1.5)
+    fig, ax = plt.subplots(figsize=(side + 0.6, side))
     ax.imshow(matrix, cmap="Blues")
+    font = 12 if n <= 10 else 8
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=12,
-                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
-    ax.set_xticks(range(len(classes)), [str(c) for c in classes])
-    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+            if matrix[i, j] or n <= 10:  # with many classes the zeros are left blank, so the errors stand out
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=font,
+                        color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+    ax.set_xticks(range(n), [str(c) for c in classes], rotation=90 if n > 10 else 0)
+    ax.set_yticks(range(n), [str(c) for c in classes])
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
