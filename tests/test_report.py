@@ -108,6 +108,27 @@ def test_analysis_measures_gaussian_and_non_gaussian_clusters():
     assert "close to Gaussian" in text and "flatter than a Gaussian" in text and "No test image was confused" in text
 
 
+def test_explanation_of_many_classes_names_the_closest_pairs_and_empty_components():
+    from vaegmm.analysis import EXPLAINED_PAIRS
+    from vaegmm.gmm import GaussianMixture
+
+    n_classes = 12
+    means = np.array([[3.0 * k, 0.0] for k in range(n_classes)] + [[100.0, 100.0]])  # the last component: no points near
+    gmm = GaussianMixture.from_parameters(np.full(n_classes + 1, 1 / (n_classes + 1)), means,
+                                          np.stack([np.eye(2)] * (n_classes + 1)), np.array(list(range(n_classes)) + [0]))
+    rng = np.random.default_rng(0)
+    Z = np.concatenate([rng.normal(m, 1.0, size=(200, 2)) for m in means[:n_classes]])
+    analysis = latent_analysis(gmm, Z)
+    assert len(analysis["pairs"]) == n_classes * (n_classes - 1) // 2
+    text = explain(analysis)
+    named = [s for s in text if s.startswith("Classes ")]
+    assert len(named) == EXPLAINED_PAIRS
+    rest = n_classes * (n_classes - 1) // 2 - EXPLAINED_PAIRS
+    assert any(s.startswith(f"The other {rest} pairs lie further apart") for s in text)
+    assert "no training image in it" in " ".join(text) and "nan" not in " ".join(text)
+    assert analysis["classes"][0]["components"][1]["inside_1sigma"] is None  # JSON-safe, not NaN
+
+
 def test_latent_plane_is_the_identity_in_2d_and_the_leading_principal_axes_above():
     from vaegmm.figures import LatentPlane
 

@@ -9,6 +9,8 @@ import numpy as np
 from scipy.stats import chi2
 
 GAUSSIAN_TOLERANCE = 0.05  # share-inside-ellipse differences below this read as "close to Gaussian"
+# The explanation names this many of the closest class pairs; with many classes the rest are one sentence.
+EXPLAINED_PAIRS = 10
 
 
 def bhattacharyya(mean1, cov1, mean2, cov2) -> float:
@@ -38,8 +40,8 @@ def _gaussian_shape(mean: np.ndarray, cov: np.ndarray, pts: np.ndarray) -> dict:
     return {
         "mean": mean.tolist(), "std_per_dimension": np.sqrt(np.diag(cov)).tolist(),
         "principal_std": np.sqrt(eigval).tolist(), "major_axis_angle_deg": angle, "n_points": int(len(pts)),
-        "inside_1sigma": float(np.mean(maha <= 1)) if len(pts) else float("nan"),
-        "inside_2sigma": float(np.mean(maha <= 2)) if len(pts) else float("nan"),
+        "inside_1sigma": float(np.mean(maha <= 1)) if len(pts) else None,  # None: JSON has no NaN
+        "inside_2sigma": float(np.mean(maha <= 2)) if len(pts) else None,
     }
 
 
@@ -115,23 +117,30 @@ def explain(analysis: dict) -> list[str]:
         comps = d["components"]
         parts = "; ".join(
             f"component {c['component']}: weight {c['weight']:.1%}, mean ({', '.join(f'{m:.2f}' for m in c['mean'])}), "
-            f"{_form(c['principal_std'])[0]}, {c['inside_1sigma']:.0%}/{c['inside_2sigma']:.0%} inside 1σ/2σ"
+            f"{_form(c['principal_std'])[0]}, " + (f"{c['inside_1sigma']:.0%}/{c['inside_2sigma']:.0%} inside 1σ/2σ"
+                                                   if c["n_points"] else "no training image in it")
             for c in comps
         )
+        images = f"{d['n_points']} training image{'' if d['n_points'] == 1 else 's'}"
+        shape = (f"{d['inside_1sigma']:.0%} of its points lie inside its 1σ ellipse and {d['inside_2sigma']:.0%} inside "
+                 f"its 2σ ellipse, against {e1:.0%} and {e2:.0%} for a Gaussian: {_shape_words(d, e1, e2)}. "
+                 if d["n_points"] else "No training image falls in it, so its shape is not measured. ")
         out.append(
-            f"**Class {d['class']}** (weight {d['weight']:.1%}, {d['n_points']} training images): centred at ({mean}); "
+            f"**Class {d['class']}** (weight {d['weight']:.1%}, {images}): centred at ({mean}); "
             f"standard deviation {spread}. Its principal axes have standard deviations "
             f"{' and '.join(f'{s:.2f}' for s in d['principal_std'])}, the major one at {d['major_axis_angle_deg']:.0f}° "
-            f"from latent dimension 1: the cluster is {form} (axis ratio {ratio:.1f}). {d['inside_1sigma']:.0%} of its "
-            f"points lie inside its 1σ ellipse and {d['inside_2sigma']:.0%} inside its 2σ ellipse, against {e1:.0%} "
-            f"and {e2:.0%} for a Gaussian: {_shape_words(d, e1, e2)}. "
+            f"from latent dimension 1: the cluster is {form} (axis ratio {ratio:.1f}). {shape}"
             + (f"The GMM models it with {len(comps)} components ({parts})." if len(comps) > 1 else "")
         )
-    for p in analysis["pairs"]:
+    for p in analysis["pairs"][:EXPLAINED_PAIRS]:
         out.append(
             f"Classes {p['classes'][0]} and {p['classes'][1]}: Bhattacharyya distance {p['bhattacharyya']:.2f} between "
             f"their clusters, so these overlap by at most {math.exp(-p['bhattacharyya']):.1%}."
         )
+    rest = analysis["pairs"][EXPLAINED_PAIRS:]
+    if rest:
+        out.append(f"The other {len(rest)} pairs lie further apart (Bhattacharyya distance {rest[0]['bhattacharyya']:.2f} "
+                   f"or more; overlap at most {math.exp(-rest[0]['bhattacharyya']):.1%}); every pair is in evaluation.json.")
     if len(analysis["pairs"]) > 1:
         closest = analysis["pairs"][0]
         out.append(f"The closest pair is {closest['classes'][0]} and {closest['classes'][1]}.")
