@@ -9,7 +9,8 @@ from vaegmm.cli import course_main, main
 from vaegmm.errors import ModelFileError
 from vaegmm.config import VAEConfig
 from vaegmm.model import VAE, encode_statistics
-from vaegmm.novelty import STATISTICS, NoveltyDetector, novelty_statistics
+from vaegmm.data import not_among
+from vaegmm.novelty import STATISTICS, NoveltyDetector, held_out_flag_check, novelty_statistics
 
 
 def _ordinary(rng, n):
@@ -91,6 +92,8 @@ def test_classify_writes_novelty_columns_and_the_course_command_does_not(small_c
                  "--out-dir", str(run), "--epochs", "6", "--min-steps", "0", "--hidden", "128", "--no-progress", "--flag-rate", "0.05"]) == 0
     info = capsys.readouterr().out
     assert "novelty threshold" in info and "5.0% of the 1200 training images" in info
+    # The course's 15 labelled images are not among its training images: the threshold is checked on them.
+    assert "novelty on the 15 labelled images the VAE was not trained on: " in info
     rng = np.random.default_rng(0)
     with np.load(small_course_files["test"]) as f:
         digits = f["data"][:100]
@@ -110,3 +113,25 @@ def test_classify_writes_novelty_columns_and_the_course_command_does_not(small_c
     assert course_main([str(tmp_path / "mixed.npz"), "test_classifier", str(run / "vae.pth"), str(run / "gmm_params.pkl")]) == 0
     assert (tmp_path / "vae.csv").read_text().splitlines()[0] == "Predicted_Label"
     assert len((tmp_path / "vae.csv").read_text().splitlines()) == 171
+
+
+def test_held_out_check_counts_flags_and_gives_the_binomial_tail():
+    threshold = 1.0
+    none = held_out_flag_check(np.zeros(25), threshold=threshold, flag_rate=0.01)
+    assert none == {"n": 25, "flagged": 0, "expected": 0.25, "p_value": 1.0}
+    three = held_out_flag_check(np.r_[np.full(3, 2.0), np.zeros(22)], threshold=threshold, flag_rate=0.01)
+    # P(at least 3 of 25 flagged at a 1% rate), summed by hand
+    from math import comb
+    by_hand = 1 - sum(comb(25, i) * 0.01 ** i * 0.99 ** (25 - i) for i in range(3))
+    assert three["flagged"] == 3 and three["p_value"] == pytest.approx(by_hand) and three["p_value"] < 0.01
+    assert held_out_flag_check(np.array([]), threshold=threshold, flag_rate=0.01)["p_value"] == 1.0
+
+
+def test_not_among_finds_exact_copies_only():
+    rng = np.random.default_rng(0)
+    seen = rng.random((50, 6, 5)).astype(np.float32)
+    new = rng.random((3, 6, 5)).astype(np.float32)
+    nudged = seen[:1].copy()
+    nudged[0, 0, 0] += 1e-3
+    images = np.concatenate([seen[[4, 9]], new, nudged])
+    assert not_among(images, seen).tolist() == [False, False, True, True, True, True]

@@ -25,6 +25,8 @@ COURSE_USAGE = """usage:
 EXIT_USAGE = 2
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+# Below this binomial p-value, the labelled images flagged by the novelty threshold earn a warning.
+HELD_OUT_ALERT_P = 0.01
 CONFIG_GROUPS = (
     (VAEConfig, "model (saved in the model file)"),
     (TrainConfig, "training (saved in the model file)"),
@@ -140,6 +142,15 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     )
     novelty = summary["novelty"]
     print(f"novelty threshold {novelty['threshold']:.2f}, flagging {novelty['flag_rate']:.1%} of the {novelty['calibrated_on']}")
+    check = novelty.get("held_out_check")
+    if check:
+        print(f"novelty on the {check['n']} labelled images the VAE was not trained on: {check['flagged']} flagged "
+              f"({check['expected']:.2f} expected at that rate)")
+        if check["p_value"] < HELD_OUT_ALERT_P:
+            print(f"warning: that is more than a {novelty['flag_rate']:.1%} rate plausibly flags (binomial p = "
+                  f"{check['p_value']:.2g}): the VAE reconstructs its own training images better than new ones, so new "
+                  "ordinary images will be flagged more often than --flag-rate says. Train on more images, or lower "
+                  "--flag-rate (a higher threshold).", file=sys.stderr)
     print(f"wrote {model_path} and {gmm_path}")
 
 

@@ -191,6 +191,19 @@ def check_labelled_set(dataset: Dataset, *, min_classes: int = 2) -> np.ndarray:
     return classes
 
 
+def not_among(images: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """True for each image (N, H, W) that is no exact copy of an image in ``seen`` (M, H, W): (N,) bool.
+
+    Compares a hash of each image's bytes, so memory stays at one small digest per image."""
+    import hashlib
+
+    def digests(batch: np.ndarray) -> list[bytes]:
+        return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in np.ascontiguousarray(batch)]
+
+    known = set(digests(seen))
+    return np.array([d not in known for d in digests(images)], dtype=bool)
+
+
 def check_same_image_shape(dataset: Dataset, expected: tuple[int, ...], *, model_source: str) -> None:
     if tuple(dataset.image_shape) != tuple(expected):
         raise DataError(

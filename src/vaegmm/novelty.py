@@ -40,6 +40,21 @@ def novelty_statistics(encoded: dict[str, np.ndarray], gmm) -> np.ndarray:
     return np.stack([1.0 - encoded["recon_corr"], -gmm.score_samples(encoded["mu"])], axis=1)
 
 
+def held_out_flag_check(scores: np.ndarray, *, threshold: float, flag_rate: float) -> dict[str, Any]:
+    """How many of n ordinary images the model was not trained on (their novelty scores (n,)) the threshold
+    flags, against the rate it was calibrated to flag on the training images.
+
+    Returns {"n", "flagged", "expected", "p_value"}; ``p_value`` is the binomial chance of flagging at least
+    that many if the calibrated rate held for new images. A small one says the model fits its own training
+    images better than new ones (small training sets), so new ordinary images are flagged more often.
+    """
+    from scipy.stats import binom
+
+    n, flagged = int(len(scores)), int(np.sum(scores > threshold))
+    p_value = float(binom.sf(flagged - 1, n, flag_rate)) if n else 1.0
+    return {"n": n, "flagged": flagged, "expected": n * flag_rate, "p_value": p_value}
+
+
 class NoveltyDetector:
     """The larger one-sided standard score of the STATISTICS against the training images.
 

@@ -15,7 +15,7 @@ import torch
 
 from . import __version__
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
-from .data import Dataset, check_labelled_set, check_same_image_shape
+from .data import Dataset, check_labelled_set, check_same_image_shape, not_among
 from .errors import DataError, ModelFileError
 from .evaluation import classification_metrics, reconstruction_metrics
 from .fewlabel import FewLabelGMM
@@ -29,7 +29,7 @@ from .model import (
     reconstruct,
     save_model,
 )
-from .novelty import NoveltyDetector, novelty_statistics
+from .novelty import NoveltyDetector, held_out_flag_check, novelty_statistics
 from .storage import (
     atomic_output,
     atomic_write_bytes,
@@ -136,6 +136,15 @@ def train_and_fit(
                   config=gmm_config, seed=train_config.seed, source=train.source)
     gmm_seconds = time.perf_counter() - start - encode_seconds
     novelty = NoveltyDetector().fit(novelty_statistics(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate)
+    # The labelled images the VAE never saw are ordinary new images: how many the threshold flags tells a
+    # user whether it holds beyond the training images (it does not on small sets, where the decoder fits
+    # its own images better).
+    unseen = not_among(labelled.images, train.images)  # (M,)
+    held_out = None
+    if unseen.any():
+        unseen_stats = encode_statistics(model, labelled.images[unseen])
+        held_out = held_out_flag_check(novelty.score(novelty_statistics(unseen_stats, fit.gmm_)),
+                                       threshold=novelty.threshold_, flag_rate=novelty.flag_rate_)
     state = gmm_file_state(fit.gmm_, config=gmm_config, fit_summary=fit.summary(), model=model, novelty=novelty,
                            novelty_config=novelty_config)
     summary = {
@@ -147,7 +156,7 @@ def train_and_fit(
         "final_epoch": result.history[-1],
         "restarts": {"final_losses": result.restart_losses, "kept_seed": result.seed},
         "gmm": fit.summary(),
-        "novelty": novelty.to_dict(),
+        "novelty": {**novelty.to_dict(), "held_out_check": held_out},
     }
     save_model(model, model_path, train_config=train_config,
                extra={"fingerprint": state["vae"]["fingerprint"], "train_seconds": result.seconds,

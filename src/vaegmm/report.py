@@ -122,6 +122,11 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
                       f"under the GMM (vaegmm.novelty). The threshold "
                       f"{n['threshold']:.2f} flags {n['flag_rate']:.1%} of the training images, on which it was calibrated; "
                       f"it flags {n['flagged_test']} of the {evaluation['n_test']} test images ({n['flagged_test_rate']:.1%}).")
+        check = summary.get("novelty", {}).get("held_out_check")
+        if check:
+            rep.paragraph(f"Of the {check['n']} labelled images the VAE was not trained on, it flagged {check['flagged']} "
+                          f"({check['expected']:.2f} expected at the calibrated rate; binomial p = {check['p_value']:.2g}, "
+                          "small when new ordinary images are flagged more often than training images).")
         for name in novelty_figures:
             if name in figures:
                 rep.figure(figures[name], CAPTIONS[name])
