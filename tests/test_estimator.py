@@ -94,8 +94,10 @@ def test_bad_inputs_give_the_clis_clear_errors(fitted):
         fitted.predict(np.full((2, 28, 28), np.nan))
     with pytest.raises(DataError, match="images are 27x27, but the model this VAEGMM was trained on 28x28"):
         fitted.predict(np.zeros((2, 27, 27)))
-    with pytest.raises(DataError, match="labels hold 1 class"):
+    with pytest.raises(DataError, match=r"labels hold 1 class \(\[3\]\); expected at least 2 classes"):
         VAEGMM(**SMALL).fit(np.zeros((10, 8, 8)), np.array([3] * 2 + [-1] * 8))
+    with pytest.raises(DataError, match="labels hold no class; expected at least 2 classes"):
+        VAEGMM(**SMALL).fit(np.zeros((10, 8, 8)), np.full(10, -1))
     with pytest.raises(DataError, match="one label per image"):
         VAEGMM(**SMALL).fit(np.zeros((10, 8, 8)), np.zeros(3, int))
     with pytest.raises(ValueError, match="n_components"):

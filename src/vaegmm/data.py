@@ -184,8 +184,9 @@ def check_labelled_set(dataset: Dataset, *, min_classes: int = 2) -> np.ndarray:
         raise DataError(f"{dataset.source}: has no labels; the GMM needs labelled images to seed its components.")
     classes = np.unique(dataset.labels)
     if len(classes) < min_classes:
+        held = "no class" if len(classes) == 0 else f"{len(classes)} class{'es' if len(classes) > 1 else ''} ({classes.tolist()})"
         raise DataError(
-            f"{dataset.source}: labels hold {len(classes)} class ({classes.tolist()}); expected at least "
+            f"{dataset.source}: labels hold {held}; expected at least "
             f"{min_classes} classes with labelled images each. Add labelled images of the other classes."
         )
     return classes
