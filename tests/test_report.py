@@ -80,6 +80,14 @@ def test_report_on_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "run.json" in capsys.readouterr().err
 
 
+def test_report_refuses_a_test_file_of_another_image_size(run_dir, tmp_path, capsys):
+    np.savez(tmp_path / "small.npz", data=np.zeros((4, 8, 8), np.uint8), labels=np.array([1, 4, 8, 1]))
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    assert main(["report", str(run_dir), "--test", str(tmp_path / "small.npz"), "--no-progress"]) == 1
+    assert "small.npz: images are 8x8, but the model" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before  # nothing rewritten
+
+
 def test_bhattacharyya_matches_its_closed_form():
     m1, m2 = np.array([0.0, 0.0]), np.array([3.0, 0.0])
     assert bhattacharyya(m1, np.eye(2), m2, np.eye(2)) == pytest.approx(9 / 8)

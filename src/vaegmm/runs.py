@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .data import load_images
+from .data import check_same_image_shape, load_images
 from .errors import DataError
 from .mnist import load_mnist
 
@@ -36,4 +36,7 @@ def open_run(run_dir: Path, *, test_path=None, progress: bool = False):
     model = load_model_for(run_dir / "vae.pth")
     gmm, novelty = load_gmm_file(run_dir / "gmm_params.pkl", model, run_dir / "vae.pth")
     train, labelled, test = load_run_data(info, test_path=test_path, progress=progress)
+    for dataset in (train, labelled, test):
+        if dataset is not None:  # e.g. a --test file of another image size: refused before any figure is drawn
+            check_same_image_shape(dataset, model.config.image_shape, model_source=str(run_dir / "vae.pth"))
     return info, model, gmm, novelty, train, labelled, test
