@@ -150,6 +150,15 @@ def test_out_of_range_training_option_is_a_usage_error_before_any_work(option, f
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("value, fragment", [("0", "expected at least 1; got 0"), ("two", "expected a whole number")])
+def test_demo_needs_at_least_one_label_per_digit(value, fragment, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--labels-per-digit", value, "--out-dir", str(tmp_path / "o")])
+    assert exit_.value.code == 2
+    assert f"argument --labels-per-digit: {fragment}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_gmm_of_another_latent_size(files, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = course_main([str(files / "test.npz"), "test_classifier", str(files / "run/vae.pth"), str(files / "run3/gmm_params.pkl")])

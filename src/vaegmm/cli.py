@@ -70,6 +70,16 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number such as 5; got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1; got {value}")
+    return value
+
+
 def _str_list(text: str) -> tuple[str, ...]:
     return tuple(v for v in text.replace(" ", "").split(",") if v)
 
@@ -277,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $VAEGMM_DATA, else the user cache; downloaded if missing)")
     p.add_argument("--out-dir", default="runs/demo", help="run folder for every output")
     p.add_argument("--digits", type=_int_list, default=(1, 4, 8), help="digits to model")
-    p.add_argument("--labels-per-digit", type=int, default=5, help="labelled training images drawn per digit for the GMM")
+    p.add_argument("--labels-per-digit", type=_positive_int, default=5, help="labelled training images drawn per digit for the GMM")
     _add_common_run_options(p)
     _add_config_options(p)
     p.set_defaults(job=job_demo, interrupt_hint="run 'vaegmm demo' again to start over.")
