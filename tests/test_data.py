@@ -34,6 +34,13 @@ def test_one_channel_axis_first_or_last_loads_as_grey_images(tmp_path):
         np.testing.assert_allclose(ds.images, u8 / 255, atol=1e-6)
 
 
+def test_binarised_images_stay_black_and_white_whatever_the_dtype(tmp_path):
+    binary = np.random.default_rng(0).random((4, 6, 6)) > 0.5
+    for name, stored in (("u8.npz", binary.astype(np.uint8)), ("bool.npz", binary), ("i64.npz", binary.astype(np.int64))):
+        ds = load_npz(_save(tmp_path / name, data=stored))
+        np.testing.assert_array_equal(ds.images, binary.astype(np.float32))  # not 1/255
+
+
 def test_image_size_comes_from_the_data(tmp_path):
     ds = load_npz(_save(tmp_path / "s.npz", data=np.zeros((3, 16, 12), np.uint8)))
     assert ds.image_shape == (16, 12)

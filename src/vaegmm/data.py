@@ -74,8 +74,9 @@ def as_images(raw: np.ndarray, source: str, key: str) -> np.ndarray:
             f"{source}: '{key}' has pixel values in [{low:g}, {high:g}]; expected 0-255 (uint8) or "
             "0-1 (float). Rescale the images into one of those ranges."
         )
-    # Integers, or floats beyond 1, are 0-255 intensities; floats within [0, 1] are already scaled.
-    if raw.dtype.kind in "ui" or high > 1.0:
+    # Anything beyond 1 is a 0-255 intensity; within [0, 1] the pixels are already scaled, whatever the dtype,
+    # so binarised images saved as uint8 0/1 stay black and white instead of turning almost blank (1/255).
+    if high > 1.0:
         images = images / MAX_PIXEL_UINT8
     return np.ascontiguousarray(images, dtype=np.float32)
 
