@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 
-# skimage's default SSIM window (Wang et al. 2004 use 7x7 uniform windows in its implementation); images
-# with a side below it get the largest odd window that fits, down to 3.
+# skimage's default SSIM window is 7x7 (uniform); images with a side below it get the largest odd window
+# that fits, down to 3, the smallest with a sample variance of more than one pixel per side.
 SSIM_WINDOW = 7
 SSIM_MIN_WINDOW = 3
 # Wang et al.'s stabilising constants, (K * data_range)^2 with K1 = 0.01, K2 = 0.03 and data_range 1.

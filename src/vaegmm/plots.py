@@ -252,24 +252,29 @@ def score_histogram(train_scores: np.ndarray, test_scores: np.ndarray, threshold
     return _save(fig, path)
 
 
-# The confusion matrix's cell size (inches) and count font; its figure grows with the classes.
+# The confusion matrix's cell size (inches); its figure grows with the classes. Above CONFUSION_FEW classes
+# the counts are set smaller, zeros are left blank and the column labels turn upright.
 CONFUSION_CELL = 0.45
 CONFUSION_MIN_SIDE = 4.2
+CONFUSION_MARGIN = 1.5  # inches around the cells for the labels and title; the row labels take 0.6 more
+CONFUSION_ROW_LABELS = 0.6
+CONFUSION_FEW = 10
+CONFUSION_FONTS = (12, 8)  # count font with few classes, and with many
 
 
 def confusion(matrix: np.ndarray, classes: Sequence[int], path, *, title: str) -> Path:
     plt = _plt()
     n = len(classes)
-    side = max(CONFUSION_MIN_SIDE, CONFUSION_CELL * n + 1.5)
-    fig, ax = plt.subplots(figsize=(side + 0.6, side))
+    few = n <= CONFUSION_FEW
+    side = max(CONFUSION_MIN_SIDE, CONFUSION_CELL * n + CONFUSION_MARGIN)
+    fig, ax = plt.subplots(figsize=(side + CONFUSION_ROW_LABELS, side))
     ax.imshow(matrix, cmap="Blues")
-    font = 12 if n <= 10 else 8
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            if matrix[i, j] or n <= 10:  # with many classes the zeros are left blank, so the errors stand out
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=font,
+            if matrix[i, j] or few:  # with many classes the zeros are left blank, so the errors stand out
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=CONFUSION_FONTS[0 if few else 1],
                         color="white" if matrix[i, j] > matrix.max() / 2 else "black")
-    ax.set_xticks(range(n), [str(c) for c in classes], rotation=90 if n > 10 else 0)
+    ax.set_xticks(range(n), [str(c) for c in classes], rotation=0 if few else 90)
     ax.set_yticks(range(n), [str(c) for c in classes])
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
