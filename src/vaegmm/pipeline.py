@@ -132,7 +132,8 @@ def train_and_fit(
     start = time.perf_counter()
     statistics = encode_statistics(model, train.images)  # one encoder and one decoder pass: μ, log σ², error
     encode_seconds = time.perf_counter() - start
-    fit = fit_gmm(statistics["mu"], encode_means(model, labelled.images), labelled, train_images=train.images,
+    labelled_statistics = encode_statistics(model, labelled.images)  # μ seeds the fit; the rest checks the threshold
+    fit = fit_gmm(statistics["mu"], labelled_statistics["mu"], labelled, train_images=train.images,
                   config=gmm_config, seed=train_config.seed, source=train.source)
     gmm_seconds = time.perf_counter() - start - encode_seconds
     novelty = NoveltyDetector().fit(novelty_statistics(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate)
@@ -142,9 +143,8 @@ def train_and_fit(
     unseen = not_among(labelled.images, train.images)  # (M,)
     held_out = None
     if unseen.any():
-        unseen_stats = encode_statistics(model, labelled.images[unseen])
-        held_out = held_out_flag_check(novelty.score(novelty_statistics(unseen_stats, fit.gmm_)),
-                                       threshold=novelty.threshold_, flag_rate=novelty.flag_rate_)
+        scores = novelty.score(novelty_statistics(labelled_statistics, fit.gmm_))  # (M,)
+        held_out = held_out_flag_check(scores[unseen], threshold=novelty.threshold_, flag_rate=novelty.flag_rate_)
     state = gmm_file_state(fit.gmm_, config=gmm_config, fit_summary=fit.summary(), model=model, novelty=novelty,
                            novelty_config=novelty_config)
     summary = {
