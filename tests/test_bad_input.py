@@ -124,6 +124,17 @@ def test_a_requested_digit_without_labelled_image(files, capsys, tmp_path):
     assert not (tmp_path / "o" / "vae.pth").exists()
 
 
+def test_a_class_labelled_minus_one_is_trained_with_a_note(files, capsys, tmp_path):
+    """-1 means "unlabelled" to scikit-learn and to VAEGMM.fit; in a labelled file it is a class, and train says so."""
+    val = bad_npz(tmp_path, "val.npz", data=_images(15, seed=1), labels=np.repeat([1, 4, -1], 5))
+    assert main(["train", "--train", str(files / "train.npz"), "--val", str(val), "--out-dir", str(tmp_path), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "note: " in err and "5 images are labelled -1, which is trained as a class of its own here" in err
+    assert main(["train", "--train", str(files / "train.npz"), "--val", str(files / "val.npz"), "--out-dir", str(tmp_path),
+                 *TINY]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("option, fragment", [
     (["--warmup", "1.5"], "warmup_fraction (--warmup) must be in [0, 1); got 1.5"),
     (["--epochs", "0", "--min-steps", "0"], "epochs must be >= 1; got 0"),

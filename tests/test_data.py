@@ -54,6 +54,7 @@ def test_image_size_comes_from_the_data(tmp_path):
         (np.zeros((4,), np.uint8), r"shape \(4,\)"),
         (np.zeros((0, 28, 28), np.uint8), "empty"),
         (np.zeros((2, 27 * 28), np.uint8), "square pixel count"),
+        (np.zeros((28, 27), np.uint8), r"a single image is \(1, H, W\), image\[None\]"),
         (np.full((2, 28, 28), np.nan), "NaN or infinite"),
         (np.full((2, 28, 28), np.inf), "NaN or infinite"),
         (np.full((2, 28, 28), -1.0), r"\[-1, -1\].*0-255"),

@@ -172,6 +172,7 @@ def job_train(args: argparse.Namespace) -> None:
     out = Path(args.out_dir)
     train = load_images(args.train)
     labelled = load_images(args.val, require_labels=True)
+    _note_minus_one(labelled)
     if args.out_dir != "." and not out.exists():
         out.mkdir(parents=True)
     summary = train_and_fit(
@@ -183,6 +184,21 @@ def job_train(args: argparse.Namespace) -> None:
         progress=not args.no_progress, device=args.device,
     )
     _report_training(summary, out / args.model, out / args.gmm)
+
+
+def _note_minus_one(labelled) -> None:
+    import numpy as np
+
+    from .data import UNLABELLED
+
+    # scikit-learn's semi-supervised estimators, and vaegmm's own VAEGMM.fit, read -1 as "unlabelled"; here
+    # every label is a class, so say so before a file written for that convention trains a class of leftovers.
+    classes = np.unique(labelled.labels)
+    if UNLABELLED in classes and len(classes) > 1:
+        n = int((labelled.labels == UNLABELLED).sum())
+        print(f"note: {labelled.source}: {n} image{'s are' if n > 1 else ' is'} labelled {UNLABELLED}, which is trained "
+              f"as a class of its own here. If {UNLABELLED} marks unlabelled images (as in scikit-learn), leave them "
+              "out of this file: every image in it seeds its class.", file=sys.stderr)
 
 
 def job_reconstruct(args: argparse.Namespace) -> None:
@@ -358,8 +374,10 @@ def _course_train(*, train: str, val: str, model_path: str, gmm_path: str) -> No
     from .pipeline import train_and_fit
 
     model = Path(model_path)
+    labelled = load_images(val, require_labels=True)
+    _note_minus_one(labelled)
     summary = train_and_fit(
-        load_images(train), load_images(val, require_labels=True),
+        load_images(train), labelled,
         model_config=VAEConfig(), train_config=TrainConfig(), gmm_config=GMMConfig(), novelty_config=NoveltyConfig(),
         model_path=model, gmm_path=gmm_path, log_path=model.with_name(model.stem + "_train_log.jsonl"),
     )

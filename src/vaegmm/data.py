@@ -17,6 +17,7 @@ import numpy as np
 from .errors import DataError
 
 MAX_PIXEL_UINT8 = 255.0
+UNLABELLED = -1  # scikit-learn's mark for an unlabelled sample (LabelSpreading, SelfTrainingClassifier)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def as_images(raw: np.ndarray, source: str, key: str) -> np.ndarray:
         if side * side != raw.shape[1] or raw.shape[1] == 0:
             raise DataError(
                 f"{source}: '{key}' has shape {raw.shape}; flat images need a square pixel count "
-                "(e.g. 784 = 28x28). Save the images as (N, H, W) instead."
+                "(e.g. 784 = 28x28). Save the images as (N, H, W) instead; a single image is (1, H, W), image[None]."
             )
         raw = raw.reshape(len(raw), side, side)
     if raw.ndim == 4 and 1 in (raw.shape[1], raw.shape[3]):

@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
-from .data import Dataset, as_images, check_labelled_set, check_same_image_shape
+from .data import UNLABELLED, Dataset, as_images, check_labelled_set, check_same_image_shape
 from .errors import DataError
 
-UNLABELLED = -1  # scikit-learn's mark for an unlabelled sample (LabelSpreading, SelfTrainingClassifier)
 
 
 class VAEGMM:
