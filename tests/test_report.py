@@ -167,3 +167,10 @@ def test_class_colours_are_distinct_for_any_labels_and_keep_the_digits_colours()
     for classes in ([-3, 7, 17, 27], list(range(0, 150, 10)), list(range(30))):
         colours = class_colours(classes)
         assert sorted(colours) == sorted(classes) and len(set(colours.values())) == len(classes)
+
+
+def test_runs_split_a_1d_decision_map_into_its_regions():
+    from vaegmm.plots import _runs
+
+    assert _runs(np.array([0, 0, 1, 1, 1, 0, 2])) == [(0, 2), (2, 5), (5, 6), (6, 7)]
+    assert _runs(np.array([3, 3, 3])) == [(0, 3)]

@@ -115,21 +115,25 @@ def explain(analysis: dict) -> list[str]:
         spread = ", ".join(f"{s:.2f} along latent dimension {i + 1}" for i, s in enumerate(d["std_per_dimension"]))
         mean = ", ".join(f"{m:.2f}" for m in d["mean"])
         comps = d["components"]
+        one_d = len(d["principal_std"]) == 1  # a 1-D latent space: no axes or orientation to speak of
+        region = "interval" if one_d else "ellipse"
         parts = "; ".join(
             f"component {c['component']}: weight {c['weight']:.1%}, mean ({', '.join(f'{m:.2f}' for m in c['mean'])}), "
-            f"{_form(c['principal_std'])[0]}, " + (f"{c['inside_1sigma']:.0%}/{c['inside_2sigma']:.0%} inside 1σ/2σ"
-                                                   if c["n_points"] else "no training image in it")
+            + ("" if one_d else f"{_form(c['principal_std'])[0]}, ")
+            + (f"{c['inside_1sigma']:.0%}/{c['inside_2sigma']:.0%} inside 1σ/2σ" if c["n_points"] else "no training image in it")
             for c in comps
         )
         images = f"{d['n_points']} training image{'' if d['n_points'] == 1 else 's'}"
-        shape = (f"{d['inside_1sigma']:.0%} of its points lie inside its 1σ ellipse and {d['inside_2sigma']:.0%} inside "
-                 f"its 2σ ellipse, against {e1:.0%} and {e2:.0%} for a Gaussian: {_shape_words(d, e1, e2)}. "
+        shape = (f"{d['inside_1sigma']:.0%} of its points lie inside its 1σ {region} and {d['inside_2sigma']:.0%} inside "
+                 f"its 2σ {region}, against {e1:.0%} and {e2:.0%} for a Gaussian: {_shape_words(d, e1, e2)}. "
                  if d["n_points"] else "No training image falls in it, so its shape is not measured. ")
+        axes = ("" if one_d else
+                f"Its principal axes have standard deviations {' and '.join(f'{s:.2f}' for s in d['principal_std'])}, "
+                f"the major one at {d['major_axis_angle_deg']:.0f}° from latent dimension 1: the cluster is {form} "
+                f"(axis ratio {ratio:.1f}). ")
         out.append(
             f"**Class {d['class']}** (weight {d['weight']:.1%}, {images}): centred at ({mean}); "
-            f"standard deviation {spread}. Its principal axes have standard deviations "
-            f"{' and '.join(f'{s:.2f}' for s in d['principal_std'])}, the major one at {d['major_axis_angle_deg']:.0f}° "
-            f"from latent dimension 1: the cluster is {form} (axis ratio {ratio:.1f}). {shape}"
+            f"standard deviation {spread}. {axes}{shape}"
             + (f"The GMM models it with {len(comps)} components ({parts})." if len(comps) > 1 else "")
         )
     for p in analysis["pairs"][:EXPLAINED_PAIRS]:

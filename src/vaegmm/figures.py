@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
 
 FIGURES = {
     "reconstructions": "reconstructions.png",
@@ -24,6 +23,7 @@ FIGURES = {
 MANIFOLD_SIDE = 20
 MANIFOLD_QUANTILES = (0.05, 0.95)
 SAMPLES_PER_ROW = 10
+LINE_AXIS = "latent dimension 1"
 
 
 @dataclass(frozen=True)
@@ -76,17 +76,9 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     Z (N, D): the training images' latent means; confusion (C, C) on the test images, or None;
     novelty_scores: {"train": (N,), "test": (M,), "threshold", "flag_rate"}, or None.
     """
-    from scipy.stats import norm
-
     from . import plots
     from .model import decode_latents, encode_means, reconstruct
 
-    if model.config.latent_dim < 2:
-        raise ConfigError(
-            f"{run_dir}: the model has a 1-D latent space, but the scatter, ellipse and grid figures need a plane. "
-            "Training, reconstruction and classification work with it; for figures and a report, train with "
-            "--latent-dim 2 or more."
-        )
     folder = run_dir / "figures"
     folder.mkdir(exist_ok=True)
     paths = {name: folder / file for name, file in FIGURES.items()}
@@ -94,12 +86,11 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     plots.reconstructions(shown, reconstruct(model, shown), paths["reconstructions"],
                           title=f"First {len(shown)} images of {Path((test or train).source).name}: original (top), reconstruction (bottom)")
     latent_dim = model.config.latent_dim
-    plane = LatentPlane.for_latents(Z)
-    grid = norm.ppf(np.linspace(*MANIFOLD_QUANTILES, MANIFOLD_SIDE))
-    # Row i holds the plane's second axis at grid[-1 - i] (top is high), column j its first axis at grid[j].
-    points = np.stack([np.tile(grid, MANIFOLD_SIDE), np.repeat(grid[::-1], MANIFOLD_SIDE)], axis=1)  # (S*S, 2)
-    plots.manifold(decode_latents(model, plane.lift(points)), grid, paths["manifold"], axis_names=plane.names,
-                   title=f"Decoded latent grid, norm.ppf(linspace{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE}) per axis")
+    Z_lab = encode_means(model, labelled.images)
+    if latent_dim == 1:
+        _draw_line(paths, model=model, gmm=gmm, train=train, Z=Z, Z_lab=Z_lab, labelled=labelled)
+    else:
+        _draw_plane(paths, model=model, gmm=gmm, train=train, Z=Z, Z_lab=Z_lab, labelled=labelled)
     rng = np.random.default_rng(0)
     prior = rng.standard_normal((SAMPLES_PER_ROW * SAMPLES_PER_ROW, latent_dim))
     plots.image_grid(decode_latents(model, prior), SAMPLES_PER_ROW, SAMPLES_PER_ROW, paths["prior_samples"],
@@ -108,16 +99,6 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     plots.image_grid(decode_latents(model, np.concatenate(per_component)), len(per_component), SAMPLES_PER_ROW,
                      paths["component_samples"], title="Samples from each GMM component, decoded",
                      row_labels=[f"class {c} (comp. {k})" for k, c in enumerate(gmm.component_classes_)])
-    Z_lab = encode_means(model, labelled.images)
-    plots.latent_space(plane.project(Z), gmm.predict(Z), paths["latent"], classes=gmm.classes_, true_labels=train.labels,
-                       Z_labelled=plane.project(Z_lab), y_labelled=labelled.labels, axis_names=plane.names,
-                       title=f"Latent means of the {len(Z)} training images")
-    plots.gmm_ellipses(plane.project(Z), paths["gmm"], means=plane.project(gmm.means_),
-                       covariances=np.stack([plane.project_covariance(c) for c in gmm.covariances_]),
-                       component_classes=gmm.component_classes_, classes=gmm.classes_,
-                       predict=lambda P: gmm.predict(plane.lift(P)), Z_labelled=plane.project(Z_lab),
-                       y_labelled=labelled.labels, axis_names=plane.names,
-                       title="GMM: 1σ and 2σ ellipses, means and decision regions")
     plots.training_curves(history, paths["curves"], title="Training: the loss and the ELBO's two terms per epoch")
     if confusion is not None:
         plots.confusion(confusion, gmm.classes_.tolist(), paths["confusion"], title=f"Confusion on {len(test)} test images")
@@ -139,3 +120,48 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     else:
         paths.pop("novelty"), paths.pop("novelty_examples")
     return paths
+
+
+def _manifold_grid():
+    from scipy.stats import norm
+
+    return norm.ppf(np.linspace(*MANIFOLD_QUANTILES, MANIFOLD_SIDE))  # (S,)
+
+
+def _draw_plane(paths: dict, *, model, gmm, train, Z, Z_lab, labelled) -> None:
+    """The decoded grid, scatter and ellipse figures on the latent space's plane (:class:`LatentPlane`)."""
+    from . import plots
+    from .model import decode_latents
+
+    plane = LatentPlane.for_latents(Z)
+    grid = _manifold_grid()
+    # Row i holds the plane's second axis at grid[-1 - i] (top is high), column j its first axis at grid[j].
+    points = np.stack([np.tile(grid, MANIFOLD_SIDE), np.repeat(grid[::-1], MANIFOLD_SIDE)], axis=1)  # (S*S, 2)
+    plots.manifold(decode_latents(model, plane.lift(points)), grid, paths["manifold"], axis_names=plane.names,
+                   title=f"Decoded latent grid, norm.ppf(linspace{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE}) per axis")
+    plots.latent_space(plane.project(Z), gmm.predict(Z), paths["latent"], classes=gmm.classes_, true_labels=train.labels,
+                       Z_labelled=plane.project(Z_lab), y_labelled=labelled.labels, axis_names=plane.names,
+                       title=f"Latent means of the {len(Z)} training images")
+    plots.gmm_ellipses(plane.project(Z), paths["gmm"], means=plane.project(gmm.means_),
+                       covariances=np.stack([plane.project_covariance(c) for c in gmm.covariances_]),
+                       component_classes=gmm.component_classes_, classes=gmm.classes_,
+                       predict=lambda P: gmm.predict(plane.lift(P)), Z_labelled=plane.project(Z_lab),
+                       y_labelled=labelled.labels, axis_names=plane.names,
+                       title="GMM: 1σ and 2σ ellipses, means and decision regions")
+
+
+def _draw_line(paths: dict, *, model, gmm, train, Z, Z_lab, labelled) -> None:
+    """The same three figures for a 1-D latent space, which has no plane: drawn along its one axis."""
+    from . import plots
+    from .model import decode_latents
+
+    grid = _manifold_grid()
+    plots.manifold(decode_latents(model, grid[:, None]), grid, paths["manifold"], axis_names=(LINE_AXIS,),
+                   title=f"Images decoded along the latent axis at norm.ppf(linspace{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE})")
+    plots.latent_line(Z[:, 0], gmm.predict(Z), paths["latent"], classes=gmm.classes_, true_labels=train.labels,
+                      z_labelled=Z_lab[:, 0], y_labelled=labelled.labels, axis_name=LINE_AXIS,
+                      title=f"Latent means of the {len(Z)} training images")
+    plots.gmm_line(Z[:, 0], paths["gmm"], means=gmm.means_[:, 0], variances=gmm.covariances_[:, 0, 0],
+                   weights=gmm.weights_, component_classes=gmm.component_classes_, classes=gmm.classes_,
+                   predict=gmm.predict, z_labelled=Z_lab[:, 0], y_labelled=labelled.labels, axis_name=LINE_AXIS,
+                   title="GMM: component densities, their 1σ and 2σ levels, means and decision regions")

@@ -87,20 +87,26 @@ def manifold(images: np.ndarray, grid: np.ndarray, path, *, title: str,
              axis_names: Sequence[str] = ("Latent dimension 1", "Latent dimension 2")) -> Path:
     """The decoded latent grid: images (n*n, H, W) for z = (grid[j], grid[i]) at row i, column j.
 
-    Row 0 is drawn at the top with the largest latent dimension 2, like a scatter plot's axes.
+    Row 0 is drawn at the top with the largest latent dimension 2, like a scatter plot's axes. With one axis
+    name (a 1-D latent space) the images are (n, H, W), decoded at z = grid[j], in one row.
     """
     plt = _plt()
     n = len(grid)
-    picture = tile(images, n, n)
+    rows = n if len(axis_names) > 1 else 1
+    picture = tile(images, rows, n)
     h, w = images.shape[1:]
-    fig, ax = plt.subplots(figsize=(8, 8))
+    width = 8 if rows > 1 else 16
+    fig, ax = plt.subplots(figsize=(width, max(width * rows * h / (n * w), 1.0) + 0.8))
     ax.imshow(picture, cmap="gnuplot2", vmin=0, vmax=1)
     ticks = np.arange(n)
     step = max(n // 5, 1)
     ax.set_xticks(ticks[::step] * w + w / 2, [f"{v:.2f}" for v in grid[::step]])
-    ax.set_yticks(ticks[::step] * h + h / 2, [f"{v:.2f}" for v in grid[::-1][::step]])
     ax.set_xlabel(axis_names[0])
-    ax.set_ylabel(axis_names[1])
+    if rows > 1:
+        ax.set_yticks(ticks[::step] * h + h / 2, [f"{v:.2f}" for v in grid[::-1][::step]])
+        ax.set_ylabel(axis_names[1])
+    else:
+        ax.set_yticks([])
     ax.set_title(title)
     return _save(fig, path)
 
@@ -214,6 +220,80 @@ def gmm_ellipses(Z, path, *, means, covariances, component_classes, classes, pre
     ax.set_xlim(xs[0], xs[-1]), ax.set_ylim(ys[0], ys[-1])
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
+    ax.set_title(title)
+    _legend(ax)
+    return _save(fig, path)
+
+
+# A 1-D latent space has no plane: its figures are histograms and densities along its one axis.
+LINE_BINS = 80
+
+
+def latent_line(z, clusters, path, *, classes=None, true_labels=None, z_labelled=None, y_labelled=None, title: str,
+                axis_name: str = "latent dimension 1") -> Path:
+    """The 1-D counterpart of :func:`latent_space`: histograms of the latent means z (N,) per GMM cluster (and,
+    when labels exist, per true label); stars on the axis mark the labelled images z_labelled (M,)."""
+    plt = _plt()
+    colours = class_colours(np.unique(clusters) if classes is None else classes)
+    panels = [(clusters, "cluster of class", "by GMM cluster")]
+    if true_labels is not None:
+        panels.append((true_labels, "true class", "by true label"))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.4 * len(panels)), squeeze=False, sharex=True)
+    bins = np.histogram_bin_edges(z, LINE_BINS)
+    for ax, (labels, name, sub) in zip(axes[:, 0], panels):
+        for label in np.unique(labels):
+            ax.hist(z[labels == label], bins=bins, histtype="stepfilled", alpha=0.45,
+                    color=colours.get(int(label), OTHER_COLOUR), label=f"{label}")
+        if z_labelled is not None:
+            _mark_labelled(ax, np.stack([z_labelled, np.zeros_like(z_labelled)], axis=1), y_labelled, colours)
+        ax.set_ylabel("images")
+        ax.set_title(sub)
+        _legend(ax, title=name)
+    axes[-1, 0].set_xlabel(axis_name)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) index pairs of the runs of equal consecutive values of a 1-D array."""
+    cuts = np.flatnonzero(np.diff(values)) + 1
+    edges = np.concatenate([[0], cuts, [len(values)]])
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def gmm_line(z, path, *, means, variances, weights, component_classes, classes, predict, z_labelled=None,
+             y_labelled=None, title: str, axis_name: str = "latent dimension 1", grid_points: int = 600) -> Path:
+    """The 1-D counterpart of :func:`gmm_ellipses`: the latent means' histogram as a density, each component's
+    weighted Gaussian density with its means and its 1σ and 2σ level lines (the 1-D ellipses), and shaded
+    decision regions. z (N,), means, variances, weights (K,); ``predict`` maps points (M, 1) to classes."""
+    plt = _plt()
+    from scipy.stats import norm
+
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    margin = 0.05 * (z.max() - z.min())
+    xs = np.linspace(z.min() - margin, z.max() + margin, grid_points)
+    region = np.searchsorted(classes, predict(xs[:, None]))
+    colours = class_colours(classes)
+    for start, stop in _runs(region):
+        ax.axvspan(xs[start], xs[min(stop, len(xs) - 1)], color=colours[int(classes[region[start]])], alpha=0.12, lw=0)
+    ax.hist(z, bins=LINE_BINS, density=True, color="0.35", alpha=0.3, label="training images (latent means)")
+    for mean, var, weight, label in zip(means, variances, weights, component_classes):
+        sd, colour = np.sqrt(var), colours[int(label)]
+        ax.plot(xs, weight * norm.pdf(xs, mean, sd), color=colour, linewidth=2)
+        for n_sigma, style in ((1, "-"), (2, "--")):
+            ax.hlines(weight * norm.pdf(n_sigma) / sd, mean - n_sigma * sd, mean + n_sigma * sd, colors=colour,
+                      linestyles=style, linewidth=1.5)
+        peak = weight * norm.pdf(0) / sd
+        ax.plot(mean, peak, marker="X", markersize=12, color=colour, markeredgecolor="black")
+        ax.annotate(f"{label}", (mean, peak), xytext=(6, 6), textcoords="offset points", fontsize=14, weight="bold",
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", alpha=0.8))
+    if z_labelled is not None:
+        _mark_labelled(ax, np.stack([z_labelled, np.zeros_like(z_labelled)], axis=1), y_labelled, colours)
+    ax.plot([], [], "-", color="black", label="weighted component density; its 1σ level")
+    ax.plot([], [], "--", color="black", label="2σ level")
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_xlabel(axis_name)
+    ax.set_ylabel("density")
     ax.set_title(title)
     _legend(ax)
     return _save(fig, path)

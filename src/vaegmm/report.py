@@ -103,9 +103,13 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
     else:
         rep.paragraph("No test file was given, so no metrics were computed (use --test).")
     rep.heading("Interactive latent map")
-    data = explorer_data(model=model, gmm=gmm, novelty=run["novelty"], plane=LatentPlane.for_latents(run["Z"]),
-                         Z=run["Z"], classes_of_points=gmm.predict(run["Z"]), images=run["train"].images)
-    rep.html(explorer_html(data), "The interactive latent map is in report.html (it needs JavaScript; nothing is fetched).")
+    if model.config.latent_dim == 1:
+        rep.paragraph("The latent space has one dimension, so there is no plane to explore; the figures below draw "
+                      "its one axis: histograms, component densities and images decoded along it.")
+    else:
+        data = explorer_data(model=model, gmm=gmm, novelty=run["novelty"], plane=LatentPlane.for_latents(run["Z"]),
+                             Z=run["Z"], classes_of_points=gmm.predict(run["Z"]), images=run["train"].images)
+        rep.html(explorer_html(data), "The interactive latent map is in report.html (it needs JavaScript; nothing is fetched).")
     rep.heading("Figures")
     if model.config.latent_dim > 2:
         rep.paragraph(f"The latent space has {model.config.latent_dim} dimensions; the scatter, ellipse and grid figures "
