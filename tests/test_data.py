@@ -1,5 +1,7 @@
 """Loaders: the course NPZ format and what they refuse."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -82,6 +84,10 @@ def test_missing_empty_truncated_and_foreign_files(tmp_path):
     (tmp_path / "text.npz").write_text("hello")
     with pytest.raises(DataError, match=r"text\.npz: not an \.npz archive"):
         load_npz(tmp_path / "text.npz")
+    np.save(tmp_path / "single.npy", np.zeros((3, 28, 28), np.uint8))  # np.save, renamed: one array, no keys
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    with pytest.raises(DataError, match=r"single\.npz: holds a single \.npy array, not an \.npz archive"):
+        load_npz(tmp_path / "single.npz")
 
 
 def test_missing_data_key_lists_the_keys_found(tmp_path):
@@ -126,3 +132,27 @@ def test_loader_either_returns_valid_images_or_a_data_error(tmp_path_factory, ra
         return
     assert ds.images.dtype == np.float32 and ds.images.ndim == 3 and len(ds.images) > 0
     assert ds.images.min() >= 0 and ds.images.max() <= 1
+
+
+def test_images_on_another_scale_load_with_a_warning(tmp_path):
+    """scikit-learn's 8x8 digits (0-16) read on the 0-255 scale would be near black: say so, and still load."""
+    from vaegmm.errors import DataWarning
+
+    path = _save(tmp_path / "d16.npz", data=np.arange(16 * 8 * 8).reshape(16, 8, 8) % 17)
+    with pytest.warns(DataWarning, match=r"d16.npz: 'data' has pixel values in \[0, 16\].*brighter than 6%.*0-16"):
+        images = load_npz(path).images
+    assert images.max() == pytest.approx(16 / 255)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # ordinary 0-255 and 0-1 images: no warning
+        load_npz(_save(tmp_path / "u8.npz", data=np.full((2, 8, 8), 255, np.uint8)))
+        load_npz(_save(tmp_path / "f.npz", data=np.full((2, 8, 8), 0.2)))
+
+
+def test_the_command_line_shows_a_data_warning_as_one_line(tmp_path, capsys):
+    from vaegmm.cli import main
+
+    path = _save(tmp_path / "d16.npz", data=np.arange(16 * 8 * 8).reshape(16, 8, 8) % 17)
+    main(["reconstruct", str(path), "--model", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "r.npz")])
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("warning: ") and "d16.npz: 'data' has pixel values in [0, 16]" in err[0]
+    assert err[1].startswith("error: ") and "missing.pth" in err[1]

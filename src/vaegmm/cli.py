@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
-from .errors import DegenerateFitWarning, VaegmmError
+from .errors import DataWarning, DegenerateFitWarning, VaegmmError
 
 COURSE_USAGE = """usage:
   python vae.py TRAIN.npz VAL.npz train vae.pth gmm_params.pkl
@@ -46,16 +46,27 @@ def _guarded(job: Callable[[], None], *, on_interrupt: str) -> int:
 
     ``on_interrupt`` is what to tell the user after Ctrl-C: how to go on with the command they ran.
     """
-    warnings.simplefilter("default", DegenerateFitWarning)
-    try:
-        job()
-    except (VaegmmError, FloatingPointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: outputs were left as they were; {on_interrupt}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with warnings.catch_warnings():
+        for category in (DegenerateFitWarning, DataWarning):
+            warnings.simplefilter("default", category)
+        warnings.showwarning = _show_warning
+        try:
+            job()
+        except (VaegmmError, FloatingPointError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: outputs were left as they were; {on_interrupt}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """vaegmm's own warnings as one line, like its errors; any other warning as Python shows it."""
+    if issubclass(category, (DegenerateFitWarning, DataWarning)):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 # --- options generated from the config dataclasses ------------------------------------------

@@ -8,15 +8,19 @@ what was expected, what was found and how to fix it. MNIST's own formats are in 
 from __future__ import annotations
 
 import math
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, DataWarning
 
 MAX_PIXEL_UINT8 = 255.0
+# Images whose brightest pixel is at most this, read on the 0-255 scale, are probably on another one
+# (scikit-learn's 8x8 digits are 0-16): they load, with a warning.
+DIM_IMAGES_MAX = MAX_PIXEL_UINT8 / 4
 UNLABELLED = -1  # scikit-learn's mark for an unlabelled sample (LabelSpreading, SelfTrainingClassifier)
 
 
@@ -78,6 +82,11 @@ def as_images(raw: np.ndarray, source: str, key: str) -> np.ndarray:
     # Anything beyond 1 is a 0-255 intensity; within [0, 1] the pixels are already scaled, whatever the dtype,
     # so binarised images saved as uint8 0/1 stay black and white instead of turning almost blank (1/255).
     if high > 1.0:
+        if high <= DIM_IMAGES_MAX:
+            warnings.warn(
+                f"{source}: '{key}' has pixel values in [{low:g}, {high:g}], read on the 0-255 scale, so no pixel is "
+                f"brighter than {high / MAX_PIXEL_UINT8:.0%}. If the images use another scale (scikit-learn's 8x8 "
+                "digits are 0-16), rescale them to 0-255 or 0-1 first.", DataWarning, stacklevel=2)
         images = images / MAX_PIXEL_UINT8
     return np.ascontiguousarray(images, dtype=np.float32)
 
@@ -115,7 +124,9 @@ def load_npz(path: str | Path, *, require_labels: bool = False) -> Dataset:
             "Convert the images with np.savez(path, data=images, labels=labels)."
         )
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Our own handle: np.load leaves its file open when a truncated archive fails to parse.
+        with open(path, "rb") as fh:
+            archive = np.load(fh, allow_pickle=False)
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise DataError(
                     f"{source}: holds a single .npy array, not an .npz archive; expected keys 'data' "

@@ -26,3 +26,7 @@ class OutputError(VaegmmError, OSError):
 
 class DegenerateFitWarning(UserWarning):
     """EM met a degenerate situation (an emptied component, a singular covariance) and coped."""
+
+
+class DataWarning(UserWarning):
+    """Input data that load but look unlike what the user probably meant (e.g. pixels on another scale)."""
