@@ -134,7 +134,7 @@ def course_train(data: Path, work: Path) -> dict:
                           cwd=work, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - start
     return {"end_to_end_seconds": wall,
-            "train_seconds": float(re.search(r"training: \d+ epochs, ([0-9.]+) s", done.stdout).group(1)),
+            "train_seconds": float(re.search(r"training: \d+ epochs on \d+ images, ([0-9.]+) s", done.stdout).group(1)),
             "gmm_seconds": float(re.search(r"GMM: fitted in ([0-9.]+) s", done.stdout).group(1))}
 
 

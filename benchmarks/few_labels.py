@@ -45,12 +45,13 @@ sys.path.insert(0, str(HERE))
 
 from compare import peer_gmm, train_peer  # noqa: E402
 
-from vaegmm.config import GMMConfig, TrainConfig, VAEConfig  # noqa: E402
+from vaegmm.config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig  # noqa: E402
 from vaegmm.data import as_images  # noqa: E402
 from vaegmm.evaluation import classification_metrics  # noqa: E402
 from vaegmm.fewlabel import FewLabelGMM  # noqa: E402
 from vaegmm.mnist import load_mnist_arrays  # noqa: E402
 from vaegmm.model import encode_means  # noqa: E402
+from vaegmm.novelty import calibration_split  # noqa: E402
 from vaegmm.training import pick_device, train_vae  # noqa: E402
 
 SETS = {"148": (1, 4, 8), "358": (3, 5, 8), "479": (4, 7, 9), "all": tuple(range(10)), "digits8": None}
@@ -120,21 +121,27 @@ def run_set(name: str, args) -> dict:
     model_config = VAEConfig(image_shape=x_train.shape[1:], latent_dim=args.latent_dim,
                              neighbour_weight=args.neighbour_weight, neighbour_dof=args.neighbour_dof,
                              perplexity=args.perplexity)
-    result = train_vae(x_train, model_config=model_config, train_config=TrainConfig(seed=args.train_seed, restarts=args.restarts),
+    train_config = TrainConfig(seed=args.train_seed, restarts=args.restarts)
+    # As `vaegmm train` does: on small sets a share of the images calibrates the novelty threshold instead of training
+    # the VAE, and the mixture is fitted on the rest (the labelled draws may fall in either part).
+    share = NoveltyConfig(calibration_share=args.calibration_share).share_for(len(x_train), train_config)
+    fit_rows, held = calibration_split(len(x_train), share=share, seed=train_config.seed)
+    result = train_vae(x_train[fit_rows], model_config=model_config, train_config=train_config,
                        device=pick_device(args.device), progress=False)
     Z, Z_eval = encode_means(result.model, x_train), encode_means(result.model, x_eval)
     out = {"set": name, "classes": np.unique(y_train).tolist(), "n_train": len(y_train), "n_eval": len(y_eval),
            "split": args.split, "latent_dim": args.latent_dim, "neighbour_weight": args.neighbour_weight,
            "neighbour_dof": model_config.neighbour_dof, "perplexity": args.perplexity,
            "train_seed": args.train_seed, "restarts": args.restarts, "kept_seed": result.seed,
+           "calibration_share": share, "vae_images": len(fit_rows),
            "restart_losses": result.restart_losses,
            "train_seconds": result.seconds, "device": result.device, "vaegmm": {}}
     for variant in args.variants:
         scores, seconds = [], []
         for idx in labelled_sets:
             start = time.perf_counter()
-            fit = FewLabelGMM(gmm_config(variant, args), random_state=0).fit(Z, Z[idx], y_train[idx], inputs=x_train,
-                                                                             inputs_labelled=x_train[idx])
+            fit = FewLabelGMM(gmm_config(variant, args), random_state=0).fit(Z[fit_rows], Z[idx], y_train[idx],
+                                                                             inputs=x_train[fit_rows], inputs_labelled=x_train[idx])
             seconds.append(time.perf_counter() - start)
             scores.append(score(y_eval, fit.gmm_.predict(Z_eval)))
         out["vaegmm"][variant] = summary(scores, fit_seconds_median=float(np.median(seconds)))
@@ -180,6 +187,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"GMM variants, from {list(VARIANTS)}")
     parser.add_argument("--label-slack", type=int, default=GMMConfig().label_slack,
                         help="labelled points a candidate fit may misplace beyond the best one's")
+    parser.add_argument("--calibration-share", type=float, default=NoveltyConfig().calibration_share,
+                        help="share of the training images kept from the VAE for the novelty calibration "
+                             "(default: vaegmm's rule, 0.1 on sets small enough that --min-steps raises the epochs)")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the standard recipe")
     parser.add_argument("--no-pixels", dest="pixels", action="store_false", help="skip LabelSpreading on pixels")
     parser.add_argument("--mnist", default=os.environ.get("VAEGMM_DATA", HERE.parent.parent / "shared/data/mnist"))

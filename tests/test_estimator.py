@@ -125,3 +125,16 @@ def test_fit_hands_the_unlabelled_images_to_the_inputs_seeding(course_arrays):
     assert {c.seeding for c in est.fit_.candidates_} == {"nearest", "inputs"}
     assert all(0 < c.input_agreement <= 1 for c in est.fit_.candidates_)
     assert est.predict(X_test).shape == y_test.shape
+
+
+@pytest.mark.slow
+def test_fit_holds_unlabelled_images_out_to_calibrate_the_novelty_threshold(course_arrays):
+    from vaegmm import NoveltyConfig
+
+    X, y, X_test, _ = course_arrays
+    est = VAEGMM(**SMALL, novelty=NoveltyConfig(calibration_share=0.2)).fit(X, y)
+    n_unlabelled = int((y == -1).sum())
+    assert est.novelty_.held_out_ and est.novelty_.n_calibration_ == round(0.2 * n_unlabelled)
+    assert est.classes_.tolist() == [1, 4, 8] and est.predict(X_test).shape == (len(X_test),)
+    # SMALL trains 3 epochs with no --min-steps: by default nothing is held out and every image calibrates.
+    assert VAEGMM(**SMALL).fit(X, y).novelty_.n_calibration_ == len(X)

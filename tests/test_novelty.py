@@ -7,10 +7,18 @@ import pytest
 
 from vaegmm.cli import course_main, main
 from vaegmm.errors import ModelFileError
-from vaegmm.config import VAEConfig
+from vaegmm.config import NoveltyConfig, TrainConfig, VAEConfig
+from vaegmm.errors import ConfigError
 from vaegmm.model import VAE, encode_statistics
 from vaegmm.data import not_among
-from vaegmm.novelty import STATISTICS, NoveltyDetector, held_out_flag_check, novelty_statistics
+from vaegmm.novelty import (
+    MIN_CALIBRATION_IMAGES,
+    STATISTICS,
+    NoveltyDetector,
+    calibration_split,
+    held_out_flag_check,
+    novelty_statistics,
+)
 
 
 def _ordinary(rng, n):
@@ -27,6 +35,17 @@ def test_score_is_the_larger_one_sided_standard_score_and_the_threshold_flags_th
     assert detector.flag(stats).mean() == pytest.approx(0.05, abs=0.001)
     assert detector.flag(_ordinary(rng, 20000)).mean() == pytest.approx(0.05, abs=0.01)  # the rate holds on new data
     assert detector.score(np.array([[0.0, -9.0]]))[0] == 0.0  # only the unusual side counts
+
+
+def test_held_out_images_set_the_threshold_and_the_training_images_the_scales():
+    """A VAE fits its own images better than new ones: calibrated on those, the asked share holds for new images."""
+    rng = np.random.default_rng(2)
+    fitted, new = _ordinary(rng, 5000) * [0.5, 1.0], _ordinary(rng, 5000)  # training images reconstruct better
+    naive = NoveltyDetector().fit(fitted, flag_rate=0.01)
+    assert naive.flag(new).mean() > 0.1  # many times the asked 1%
+    detector = NoveltyDetector().fit(fitted, flag_rate=0.01, held_out=new[:1000])
+    np.testing.assert_array_equal(detector.std_, naive.std_)  # the same score, only another threshold
+    assert detector.flag(new[1000:]).mean() == pytest.approx(0.01, abs=0.005)
 
 
 def test_each_statistic_alone_can_flag():
@@ -67,10 +86,14 @@ def test_reconstruction_correlation_matches_numpy_and_is_zero_for_constant_image
 
 
 def test_round_trip_and_refusals():
-    detector = NoveltyDetector().fit(_ordinary(np.random.default_rng(1), 100), flag_rate=0.01)
+    rng = np.random.default_rng(1)
+    detector = NoveltyDetector().fit(_ordinary(rng, 100), flag_rate=0.01, held_out=_ordinary(rng, 40))
     back = NoveltyDetector.from_dict(detector.to_dict(), source="g.pkl")
     assert back.threshold_ == detector.threshold_ and np.array_equal(back.std_, detector.std_)
     assert np.array_equal(back.mean_, detector.mean_)
+    assert back.held_out_ and back.calibrated_on == "40 held-out training images (not trained on)"
+    older = {k: v for k, v in detector.to_dict().items() if k != "held_out"}  # written before held-out calibration
+    assert NoveltyDetector.from_dict(older, source="g.pkl").calibrated_on == "40 training images"
     state = detector.to_dict()
     state["mean"] = [0.0] * 3
     with pytest.raises(ModelFileError, match="g.pkl: its novelty calibration has the wrong shape"):
@@ -91,7 +114,7 @@ def test_classify_writes_novelty_columns_and_the_course_command_does_not(small_c
     assert main(["train", "--train", str(small_course_files["train"]), "--val", str(small_course_files["val"]),
                  "--out-dir", str(run), "--epochs", "6", "--min-steps", "0", "--hidden", "128", "--no-progress", "--flag-rate", "0.05"]) == 0
     info = capsys.readouterr().out
-    assert "novelty threshold" in info and "5.0% of the 1200 training images" in info
+    assert "novelty threshold" in info and "5.0% of 1200 training images" in info  # --min-steps 0: no held-out share
     # The course's 15 labelled images are not among its training images: the threshold is checked on them.
     assert "novelty on the 15 labelled images the VAE was not trained on: " in info
     rng = np.random.default_rng(0)
@@ -135,3 +158,24 @@ def test_not_among_finds_exact_copies_only():
     nudged[0, 0, 0] += 1e-3
     images = np.concatenate([seen[[4, 9]], new, nudged])
     assert not_among(images, seen).tolist() == [False, False, True, True, True, True]
+
+
+def test_calibration_split_is_a_seeded_share_or_nothing_when_too_few():
+    fit, held = calibration_split(1000, share=0.1, seed=0)
+    assert len(held) == 100 and len(fit) == 900 and not set(fit) & set(held) and set(fit) | set(held) == set(range(1000))
+    assert np.array_equal(held, calibration_split(1000, share=0.1, seed=0)[1])  # the same images on every run
+    assert not np.array_equal(held, calibration_split(1000, share=0.1, seed=1)[1])
+    for n, share in ((1000, 0.0), (10 * MIN_CALIBRATION_IMAGES - 10, 0.1)):  # none asked, or too few for a quantile
+        fit, held = calibration_split(n, share=share, seed=0)
+        assert len(held) == 0 and np.array_equal(fit, np.arange(n))
+
+
+def test_the_share_is_held_out_by_default_only_where_min_steps_raises_the_epochs():
+    train = TrainConfig()  # 20 epochs of batches of 128, at least 2,400 steps
+    assert NoveltyConfig().share_for(18_420, train) == 0.0  # the course's set: 2,880 steps in 20 epochs
+    assert NoveltyConfig().share_for(6_000, train) == 0.1  # 47 steps an epoch: 52 epochs
+    assert NoveltyConfig().share_for(6_000, TrainConfig(min_steps=0)) == 0.0
+    assert NoveltyConfig(calibration_share=0.2).share_for(18_420, train) == 0.2
+    assert NoveltyConfig(calibration_share=0).share_for(600, train) == 0.0
+    with pytest.raises(ConfigError, match=r"calibration_share \(--calibration-share\) must be in \[0, 0.5\]; got 0.7"):
+        NoveltyConfig(calibration_share=0.7)

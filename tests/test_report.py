@@ -41,7 +41,9 @@ def test_report_has_every_section_and_figure(run_dir, small_course_files, capsys
     assert positions == sorted(positions)  # headline first, configuration last
     assert md.index("**score ") < positions[0]
     for key in ("SSIM", "1 − MSE", "test ELBO", "accuracy", "f1_macro", "f1_micro", "score", "parameters", "env.torch",
-                "training time", "train.seed", "gmm.max_fit_points", "gmm.n_neighbors"):
+                "training time", "train.seed", "gmm.max_fit_points", "gmm.n_neighbors", "novelty.flag_rate",
+                "novelty.calibration_share", "| images the VAE trained on | 1,200 of 1,200 |",
+                "| novelty threshold calibrated on | 1200 training images |"):
         assert key in md, key
     assert "| gmm.reg_covar | 1e-06 |" in md  # printed by magnitude, not as 0.0000
     for digit in (1, 4, 8):

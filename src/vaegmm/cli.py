@@ -142,7 +142,7 @@ def _add_common_run_options(p: argparse.ArgumentParser) -> None:
 def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     print(f"parameters: {summary['parameters']:,}")
     final = summary["final_epoch"]
-    print(f"training: {final['epoch']} epochs, {summary['train_seconds']:.1f} s on {summary['device']}; "
+    print(f"training: {final['epoch']} epochs on {summary['vae_images']} images, {summary['train_seconds']:.1f} s on {summary['device']}; "
           f"final loss {final['loss']:.2f}")
     restarts = summary["restarts"]
     if len(restarts["final_losses"]) > 1:
@@ -162,16 +162,19 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
         f"{chosen['labelled_agreement']:.0%} of the labelled images fall in their class's components"
     )
     novelty = summary["novelty"]
-    print(f"novelty threshold {novelty['threshold']:.2f}, flagging {novelty['flag_rate']:.1%} of the {novelty['calibrated_on']}")
+    print(f"novelty threshold {novelty['threshold']:.2f}, flagging {novelty['flag_rate']:.1%} of {novelty['calibrated_on']}")
     check = novelty.get("held_out_check")
     if check:
         print(f"novelty on the {check['n']} labelled images the VAE was not trained on: {check['flagged']} flagged "
               f"({check['expected']:.2f} expected at that rate)")
         if check["p_value"] < HELD_OUT_ALERT_P:
             print(f"warning: that is more than a {novelty['flag_rate']:.1%} rate plausibly flags (binomial p = "
-                  f"{check['p_value']:.2g}): the VAE reconstructs its own training images better than new ones, so new "
-                  "ordinary images will be flagged more often than --flag-rate says. Train on more images, or lower "
-                  "--flag-rate (a higher threshold).", file=sys.stderr)
+                  f"{check['p_value']:.2g}): new ordinary images will be flagged more often than --flag-rate says. "
+                  + ("The VAE reconstructs its own training images better than new ones: calibrate on held-out images "
+                     "(--calibration-share 0.1), train on more images, or lower --flag-rate (a higher threshold)."
+                     if not novelty["held_out"] else
+                     "The calibration images were few: hold out more (--calibration-share), train on more images, or "
+                     "lower --flag-rate (a higher threshold)."), file=sys.stderr)
     print(f"wrote {model_path} and {gmm_path}")
 
 
@@ -238,7 +241,7 @@ def job_classify(args: argparse.Namespace) -> None:
         _note_unknown_labels(labels_outside(dataset.labels, gmm.classes_), len(predictions))
     if flags is not None:
         print(f"novelty: {int(flags.sum())} of {len(flags)} images ({flags.mean():.1%}) score above the threshold "
-              f"{novelty.threshold_:.2f} (set to flag {novelty.flag_rate_:.1%} of the training images): they belong "
+              f"{novelty.threshold_:.2f} (set to flag {novelty.flag_rate_:.1%} of {novelty.calibrated_on}): they belong "
               "to no known class (column Novel = 1)")
     print(f"wrote {args.out} ({len(predictions)} prediction{'' if len(predictions) == 1 else 's'})")
 

@@ -23,6 +23,10 @@ LR_SCHEDULES = ("constant", "cosine")
 SEEDINGS = ("kmeans", "nearest", "spreading", "inputs")
 CHOICE_RULES = ("boundary", "inputs")
 SCHEDULES = ("direct", "doubling")
+# Held out of a small training set to calibrate the novelty threshold (scikit-learn's validation_fraction for
+# early stopping is also 0.1); measured by benchmarks/calibration.py (benchmarks/README.md).
+AUTO_CALIBRATION_SHARE = 0.1
+MAX_CALIBRATION_SHARE = 0.5  # beyond this the VAE would lose more images than it keeps
 # Beyond this the model no longer "trains fast on a laptop CPU"; a typo such as --hidden 8000,4000 is caught early.
 MAX_PARAMETERS = 20_000_000
 
@@ -254,8 +258,22 @@ class GMMConfig(_Config):
 class NoveltyConfig(_Config):
     """How images that belong to no known class are flagged (see :mod:`vaegmm.novelty`)."""
 
-    flag_rate: float = _opt(0.01, "share of the training images the novelty threshold flags; new images scoring "
-                                  "above it are reported as belonging to no known class")
+    flag_rate: float = _opt(0.01, "share of ordinary images the novelty threshold flags (set on the calibration "
+                                  "images); new images scoring above it are reported as belonging to no known class")
+    calibration_share: float | None = _opt(
+        None, "share of the training images kept out of the VAE's training to calibrate the novelty threshold on; "
+              f"unset (None): {AUTO_CALIBRATION_SHARE} when --min-steps raises the epochs (a small set, whose own "
+              "images the VAE then draws better than new ones), else 0 (calibrate on the training images)", type=float)
 
     def __post_init__(self) -> None:
         _require(0 < self.flag_rate < 1, "flag_rate (--flag-rate)", self.flag_rate, "in (0, 1)")
+        if self.calibration_share is not None:
+            _require(isinstance(self.calibration_share, (int, float)) and 0 <= self.calibration_share <= MAX_CALIBRATION_SHARE,
+                     "calibration_share (--calibration-share)", self.calibration_share, f"in [0, {MAX_CALIBRATION_SHARE}]")
+
+    def share_for(self, n_images: int, train_config: TrainConfig) -> float:
+        """The share of ``n_images`` training images held out for calibration: ``calibration_share``, or when
+        unset, AUTO_CALIBRATION_SHARE if ``train_config`` trains them for more than its ``epochs``."""
+        if self.calibration_share is not None:
+            return float(self.calibration_share)
+        return AUTO_CALIBRATION_SHARE if train_config.epochs_for(n_images) > train_config.epochs else 0.0

@@ -87,7 +87,10 @@ class VAEGMM:
     # --- fitting ---------------------------------------------------------------------------
 
     def fit(self, X, y=None) -> "VAEGMM":
-        """Train the VAE on every image of X (it never reads y), then fit the mixture.
+        """Train the VAE on the images of X (it never reads y), then fit the mixture.
+
+        On a small X (``NoveltyConfig.share_for``) a seeded share of the unlabelled images is kept out of
+        the VAE's training to calibrate the novelty threshold on; otherwise the VAE trains on every image.
 
         X : array (N, H, W) or (N, H·W), uint8 0-255 or float 0-1.
         y : array (N,) of integer classes with -1 for unlabelled images, or None. With labels, the mixture
@@ -95,7 +98,7 @@ class VAEGMM:
             ``n_components`` is fitted.
         """
         from .model import encode_statistics
-        from .novelty import NoveltyDetector, novelty_statistics
+        from .novelty import NoveltyDetector, calibration_split, novelty_statistics
         from .pipeline import fit_gmm
         from .training import pick_device, train_vae
 
@@ -111,23 +114,32 @@ class VAEGMM:
                              "labels y with -1 for the unlabelled images.")
         vae = replace(self.vae or VAEConfig(), image_shape=images.shape[1:])
         train = replace(self.train or TrainConfig(), seed=self.random_state)
-        result = train_vae(images, model_config=vae, train_config=train, device=pick_device(self.device),
-                           progress=self.verbose)
+        novelty = self.novelty or NoveltyConfig()
+        # Calibration images are drawn from the unlabelled ones: every labelled image seeds the mixture.
+        unlabelled_rows = np.flatnonzero(~mask) if labelled is not None else np.arange(len(images))
+        _, held = calibration_split(len(unlabelled_rows), share=novelty.share_for(len(images), train), seed=self.random_state)
+        in_fit = np.ones(len(images), dtype=bool)
+        in_fit[unlabelled_rows[held]] = False
+        result = train_vae(images[in_fit] if len(held) else images, model_config=vae, train_config=train,
+                           device=pick_device(self.device), progress=self.verbose)
         model = result.model
-        stats = encode_statistics(model, images)
+        stats = encode_statistics(model, images)  # every image: the labelled seed, the rest fit or calibrate
         if labelled is not None:
             config = self.gmm or GMMConfig()
+            unlabelled = ~mask & in_fit
             # Masking copies every unlabelled image; only the "inputs" seeding reads them.
-            unlabelled_images = images[~mask] if "inputs" in config.seedings else None
-            fit = fit_gmm(stats["mu"][~mask], stats["mu"][mask], labelled, train_images=unlabelled_images,
+            unlabelled_images = images[unlabelled] if "inputs" in config.seedings else None
+            fit = fit_gmm(stats["mu"][unlabelled], stats["mu"][mask], labelled, train_images=unlabelled_images,
                           config=config, seed=self.random_state, source="X")
             self.fit_ = fit
             gmm = fit.gmm_
         else:
-            gmm = self._unsupervised_mixture(stats["mu"])
+            gmm = self._unsupervised_mixture(stats["mu"][in_fit])
             self.fit_ = None
         self.model_, self.gmm_, self.history_ = model, gmm, result.history
-        self.novelty_ = NoveltyDetector().fit(novelty_statistics(stats, gmm), flag_rate=(self.novelty or NoveltyConfig()).flag_rate)
+        statistics = novelty_statistics(stats, gmm)  # (N, 2)
+        self.novelty_ = NoveltyDetector().fit(statistics[in_fit], flag_rate=novelty.flag_rate,
+                                              held_out=statistics[~in_fit] if len(held) else None)
         self.classes_ = gmm.classes_
         self.image_shape_ = tuple(images.shape[1:])
         return self

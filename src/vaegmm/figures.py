@@ -74,7 +74,7 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     """Every figure of the report, into RUN_DIR/figures/.
 
     Z (N, D): the training images' latent means; confusion (C, C) on the test images, or None;
-    novelty_scores: {"train": (N,), "test": (M,), "threshold", "flag_rate"}, or None.
+    novelty_scores: {"train": (N,), "test": (M,), "threshold", "flag_rate", "calibrated_on"}, or None.
     """
     from . import plots
     from .model import decode_latents, encode_means, reconstruct
@@ -107,7 +107,7 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     if novelty_scores is not None:
         train_scores, test_scores, threshold = novelty_scores["train"], novelty_scores["test"], novelty_scores["threshold"]
         plots.score_histogram(train_scores, test_scores, threshold, paths["novelty"],
-                              title=f"Novelty scores; the threshold flags {novelty_scores['flag_rate']:.1%} of the training images")
+                              title=f"Novelty scores; the threshold flags {novelty_scores['flag_rate']:.1%} of {novelty_scores['calibrated_on']}")
         order = np.argsort(test_scores)
         flagged = order[test_scores[order] > threshold][::-1][:SAMPLES_PER_ROW]
         rows = [order[:SAMPLES_PER_ROW], order[::-1][:SAMPLES_PER_ROW]] + ([flagged] if len(flagged) else [])

@@ -17,8 +17,13 @@ adjustment for ink (benchmarks/README.md, "Novelty").
 
 Each statistic is standardised by its mean and standard deviation on the training images, only its
 unusual side counts (higher than ordinary), and the score is the larger of the two: an image is novel
-when either says so. The threshold is the (1 - flag_rate) quantile of the training images' scores, so
+when either says so. The threshold is the (1 - flag_rate) quantile of the calibration images' scores, so
 that share of ordinary images is flagged. ``benchmarks/novelty.py`` compares this with each statistic alone.
+
+The calibration images are the training images, or, on small sets (``NoveltyConfig.share_for``), a
+share of them held out of the VAE's training (:func:`calibration_split`): trained for many epochs, the
+VAE draws its own images better than new ones, and a threshold set on them flags new ordinary images
+several times more often than asked (``benchmarks/calibration.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +45,20 @@ def novelty_statistics(encoded: dict[str, np.ndarray], gmm) -> np.ndarray:
     return np.stack([1.0 - encoded["recon_corr"], -gmm.score_samples(encoded["mu"])], axis=1)
 
 
+# Fewer held-out images than this place no useful quantile: the training images calibrate instead.
+MIN_CALIBRATION_IMAGES = 20
+
+
+def calibration_split(n_images: int, *, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (sorted) of the images the VAE trains on and of those held out to calibrate the threshold:
+    a seeded random ``share`` of ``n_images``, or none when that is under MIN_CALIBRATION_IMAGES."""
+    n_held = int(round(share * n_images))
+    if n_held < MIN_CALIBRATION_IMAGES or n_held >= n_images:
+        return np.arange(n_images), np.arange(0)
+    order = np.random.default_rng(seed).permutation(n_images)
+    return np.sort(order[n_held:]), np.sort(order[:n_held])
+
+
 def held_out_flag_check(scores: np.ndarray, *, threshold: float, flag_rate: float) -> dict[str, Any]:
     """How many of n ordinary images the model was not trained on (their novelty scores (n,)) the threshold
     flags, against the rate it was calibrated to flag on the training images.
@@ -58,17 +77,22 @@ def held_out_flag_check(scores: np.ndarray, *, threshold: float, flag_rate: floa
 class NoveltyDetector:
     """The larger one-sided standard score of the STATISTICS against the training images.
 
-    Fitted attributes: mean_ (2,) and std_ (2,) of the statistics on the training images, threshold_,
-    flag_rate_, n_calibration_.
+    Fitted attributes: mean_ (2,) and std_ (2,) of the statistics on the calibration images, threshold_,
+    flag_rate_, n_calibration_, held_out_ (whether those images were kept out of the VAE's training).
     """
 
-    def fit(self, statistics: np.ndarray, *, flag_rate: float) -> "NoveltyDetector":
-        """Calibrate on the training images' statistics (N, 2): the scales, then the threshold."""
+    def fit(self, statistics: np.ndarray, *, flag_rate: float, held_out: np.ndarray | None = None) -> "NoveltyDetector":
+        """Calibrate on the training images' statistics (N, 2): the scales, then the threshold, which is set
+        on ``held_out`` (M, 2) instead when given: images the VAE was not trained on."""
         self.mean_ = statistics.mean(axis=0)
         self.std_ = np.maximum(statistics.std(axis=0), np.finfo(np.float64).eps)
+        # The scales stay the training images': they set how the two statistics weigh against each other,
+        # which the benchmarks measured, and only the threshold needs images the VAE has not fitted.
+        calibration = statistics if held_out is None else held_out
         self.flag_rate_ = float(flag_rate)
-        self.n_calibration_ = int(len(statistics))
-        self.threshold_ = float(np.quantile(self.score(statistics), 1 - flag_rate))
+        self.n_calibration_ = int(len(calibration))
+        self.held_out_ = held_out is not None
+        self.threshold_ = float(np.quantile(self.score(calibration), 1 - flag_rate))
         return self
 
     def standard_scores(self, statistics: np.ndarray) -> np.ndarray:
@@ -87,7 +111,14 @@ class NoveltyDetector:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": FORMAT_VERSION, "statistics": list(STATISTICS),
                 "mean": self.mean_.tolist(), "std": self.std_.tolist(), "threshold": self.threshold_, "flag_rate": self.flag_rate_,
-                "calibrated_on": f"{self.n_calibration_} training images", "n_calibration": self.n_calibration_}
+                "calibrated_on": self.calibrated_on, "n_calibration": self.n_calibration_, "held_out": self.held_out_}
+
+    @property
+    def calibrated_on(self) -> str:
+        """The calibration images in words, e.g. "65 held-out training images (not trained on)"."""
+        if self.held_out_:
+            return f"{self.n_calibration_} held-out training images (not trained on)"
+        return f"{self.n_calibration_} training images"
 
     @classmethod
     def from_dict(cls, state: Any, *, source: str) -> "NoveltyDetector":
@@ -104,6 +135,7 @@ class NoveltyDetector:
             detector.threshold_ = float(state["threshold"])
             detector.flag_rate_ = float(state["flag_rate"])
             detector.n_calibration_ = int(state["n_calibration"])
+            detector.held_out_ = bool(state.get("held_out", False))  # files before held-out calibration: training images
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"is malformed ({exc})") from exc
         n = len(STATISTICS)

@@ -29,7 +29,7 @@ from .model import (
     reconstruct,
     save_model,
 )
-from .novelty import NoveltyDetector, held_out_flag_check, novelty_statistics
+from .novelty import NoveltyDetector, calibration_split, held_out_flag_check, novelty_statistics
 from .storage import (
     atomic_output,
     atomic_write_bytes,
@@ -123,24 +123,30 @@ def train_and_fit(
     model_config = VAEConfig(**{**model_config.to_dict(), "image_shape": train.image_shape})
     checkpoint_path = Path(str(model_path) + ".ckpt")
     torch_device = pick_device(device)
+    novelty_config = novelty_config or NoveltyConfig()
+    # On small sets a share of the training images is kept from the VAE to calibrate the novelty threshold on.
+    fit_rows, calibration_rows = calibration_split(len(train), share=novelty_config.share_for(len(train), train_config),
+                                                   seed=train_config.seed)
+    images = train.images[fit_rows] if len(calibration_rows) else train.images  # (N_fit, H, W)
     result = train_vae(
-        train.images, model_config=model_config, train_config=train_config, device=torch_device,
+        images, model_config=model_config, train_config=train_config, device=torch_device,
         log_path=log_path, checkpoint_path=checkpoint_path, resume=resume, progress=progress,
     )
     model = result.model
-    novelty_config = novelty_config or NoveltyConfig()
     start = time.perf_counter()
-    statistics = encode_statistics(model, train.images)  # one encoder and one decoder pass: μ, log σ², error
+    statistics = encode_statistics(model, images)  # one encoder and one decoder pass: μ, log σ², error
     encode_seconds = time.perf_counter() - start
     labelled_statistics = encode_statistics(model, labelled.images)  # μ seeds the fit; the rest checks the threshold
-    fit = fit_gmm(statistics["mu"], labelled_statistics["mu"], labelled, train_images=train.images,
+    fit = fit_gmm(statistics["mu"], labelled_statistics["mu"], labelled, train_images=images,
                   config=gmm_config, seed=train_config.seed, source=train.source)
     gmm_seconds = time.perf_counter() - start - encode_seconds
-    novelty = NoveltyDetector().fit(novelty_statistics(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate)
+    calibration = (novelty_statistics(encode_statistics(model, train.images[calibration_rows]), fit.gmm_)
+                   if len(calibration_rows) else None)
+    novelty = NoveltyDetector().fit(novelty_statistics(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate,
+                                    held_out=calibration)
     # The labelled images the VAE never saw are ordinary new images: how many the threshold flags tells a
-    # user whether it holds beyond the training images (it does not on small sets, where the decoder fits
-    # its own images better).
-    unseen = not_among(labelled.images, train.images)  # (M,)
+    # user whether it holds beyond the images it was calibrated on.
+    unseen = not_among(labelled.images, images)  # (M,)
     held_out = None
     if unseen.any():
         scores = novelty.score(novelty_statistics(labelled_statistics, fit.gmm_))  # (M,)
@@ -149,6 +155,7 @@ def train_and_fit(
                            novelty_config=novelty_config)
     summary = {
         "parameters": count_parameters(model),
+        "vae_images": len(images),
         "train_seconds": result.seconds,
         "encode_seconds": encode_seconds,
         "gmm_seconds": gmm_seconds,

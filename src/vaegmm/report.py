@@ -35,7 +35,7 @@ def _evaluate_run(run_dir: Path, *, test_path, progress: bool) -> dict:
     if novelty is not None and test is not None:
         scores = {"train": novelty.score(novelty_statistics(train_stats, gmm)),
                   "test": novelty.score(novelty_statistics(test_stats, gmm)),
-                  "threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_}
+                  "threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_, "calibrated_on": novelty.calibrated_on}
         evaluation["novelty"] = {"threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_,
                                  "flagged_test": int((scores["test"] > novelty.threshold_).sum()),
                                  "flagged_test_rate": float(np.mean(scores["test"] > novelty.threshold_))}
@@ -59,7 +59,7 @@ CAPTIONS = {
     "gmm": "The GMM's components with decision regions.",
     "curves": "Training curves.",
     "confusion": "Confusion matrix on the test images.",
-    "novelty": "Novelty scores of the training images (which set the threshold) and of the test images.",
+    "novelty": "Novelty scores of the training images and of the test images, with the threshold.",
     "novelty_examples": "Test images by novelty score: the most typical, the least typical, and those flagged.",
 }
 
@@ -121,11 +121,11 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
     if "novelty" in evaluation:
         n = evaluation["novelty"]
         rep.heading("Novelty: images of no known class")
-        rep.paragraph(f"Each image's novelty score is the larger of two standard scores against the training images: how "
-                      f"unlike its reconstruction it is (1 minus their correlation) and how improbable its latent mean is "
-                      f"under the GMM (vaegmm.novelty). The threshold "
-                      f"{n['threshold']:.2f} flags {n['flag_rate']:.1%} of the training images, on which it was calibrated; "
-                      f"it flags {n['flagged_test']} of the {evaluation['n_test']} test images ({n['flagged_test_rate']:.1%}).")
+        rep.paragraph(f"Each image's novelty score is the larger of two standard scores against the calibration images: "
+                      f"how unlike its reconstruction it is (1 minus their correlation) and how improbable its latent mean "
+                      f"is under the GMM (vaegmm.novelty). The threshold {n['threshold']:.2f} flags {n['flag_rate']:.1%} "
+                      f"of {run['novelty'].calibrated_on}, on which it was calibrated; it flags {n['flagged_test']} of the "
+                      f"{evaluation['n_test']} test images ({n['flagged_test_rate']:.1%}).")
         check = summary.get("novelty", {}).get("held_out_check")
         if check:
             rep.paragraph(f"Of the {check['n']} labelled images the VAE was not trained on, it flagged {check['flagged']} "
@@ -148,6 +148,7 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
     rows = [["run folder", str(run_dir)], ["device", summary["device"]],
             ["training time (s)", round(summary["train_seconds"], 1)], ["GMM fit time (s)", round(summary["gmm_seconds"], 2)],
             ["parameters", f"{summary['parameters']:,}"],
+            ["images the VAE trained on", f"{summary.get('vae_images', info['n_train']):,} of {info['n_train']:,}"],
             ["GMM candidate kept", f"{chosen['seeding']} seeding, {chosen['schedule']} schedule, "
                                    f"{chosen['partition_rounds']} rounds of per-class EM, joint EM "
                                    + ("kept" if chosen["joint_em_accepted"] else "not kept")
@@ -155,9 +156,12 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
                                    "nearest-neighbour edges"
                                    + (f"; it agrees with label spreading over the images on {chosen['input_agreement']:.1%} "
                                       "of them" if "input_agreement" in chosen else "")]]
+    if run["novelty"] is not None:
+        rows.append(["novelty threshold calibrated on", run["novelty"].calibrated_on])
     rows += [[f"model.{k}", v] for k, v in info["model_config"].items()]
     rows += [[f"train.{k}", v] for k, v in info["train_config"].items()]
     rows += [[f"gmm.{k}", v] for k, v in info["gmm_config"].items()]
+    rows += [[f"novelty.{k}", v] for k, v in info.get("novelty_config", {}).items()]
     rows += [[f"env.{k}", v] for k, v in info["environment"].items()]
     rep.table(["setting", "value"], rows)
     md, page = rep.write(run_dir)
