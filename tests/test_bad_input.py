@@ -170,6 +170,27 @@ def test_demo_needs_at_least_one_label_per_digit(value, fragment, capsys, tmp_pa
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("digits", ["7", "3,3", "3,12"])
+def test_demo_needs_two_different_digits_before_reading_any_data(digits, capsys, tmp_path):
+    # The data folder does not exist: the digits are refused before it would be read or downloaded.
+    code = main(["demo", "--digits", digits, "--data-dir", str(tmp_path / "no-mnist"), "--out-dir", str(tmp_path / "o")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "digits must be two or more different digits among 0-9; got [" in err and "Traceback" not in err
+    assert not (tmp_path / "no-mnist").exists()
+
+
+def test_report_names_a_recorded_data_file_that_is_gone(files, capsys, tmp_path):
+    train = tmp_path / "moved.npz"
+    train.write_bytes((files / "train.npz").read_bytes())
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(train), "--val", str(files / "val.npz"), "--out-dir", str(out), *TINY]) == 0
+    train.unlink()
+    assert main(["report", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"{train}: the training file that run.json records for this run is no longer there" in err
+
+
 def test_gmm_of_another_latent_size(files, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = course_main([str(files / "test.npz"), "test_classifier", str(files / "run/vae.pth"), str(files / "run3/gmm_params.pkl")])

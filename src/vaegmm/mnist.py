@@ -249,6 +249,9 @@ def load_mnist(
     progress: bool = True,
 ) -> MnistSplits:
     """MNIST restricted to ``digits``, with ``labels_per_digit`` labelled training images drawn (seeded)."""
+    # Checked before any file is read or downloaded: the classifier needs two classes or more.
+    if sorted(set(digits) - set(range(10))) or len(set(digits)) < 2 or len(set(digits)) != len(digits):
+        raise DataError(f"digits must be two or more different digits among 0-9; got {list(digits)}.")
     folder = default_data_dir(data_dir)
     arrays = load_mnist_arrays(folder) if folder.is_dir() else None
     if arrays is None:
@@ -259,7 +262,4 @@ def load_mnist(
             )
         fetch_mnist(folder, progress=progress)
         arrays = load_mnist_arrays(folder)
-    bad = sorted(set(digits) - set(range(10)))
-    if bad or not digits:
-        raise DataError(f"digits must be among 0-9; got {list(digits)}.")
     return select_digits(arrays, digits=tuple(digits), labels_per_digit=labels_per_digit, seed=seed, source=str(folder))

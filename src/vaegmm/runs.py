@@ -10,6 +10,14 @@ from .errors import DataError
 from .mnist import load_mnist
 
 
+def _recorded(path: str, what: str, **kwargs):
+    """A data file whose path run.json recorded; gone, the error says where the path came from."""
+    if not Path(path).exists():
+        raise DataError(f"{path}: the {what} that run.json records for this run is no longer there. Put it back "
+                        "at that path (report and plot re-read it), or train the run again.")
+    return load_images(path, **kwargs)
+
+
 def load_run_data(info: dict, *, test_path=None, progress: bool = False):
     """Re-open the data a run was trained on: returns (train, labelled, test or None)."""
     spec = info.get("data") or {}
@@ -19,8 +27,8 @@ def load_run_data(info: dict, *, test_path=None, progress: bool = False):
         test = load_images(test_path) if test_path else splits.test
         return splits.train, splits.labelled, test
     if spec.get("kind") == "files":
-        test = test_path or spec.get("test")
-        return load_images(spec["train"]), load_images(spec["val"], require_labels=True), (load_images(test) if test else None)
+        test = load_images(test_path) if test_path else (_recorded(spec["test"], "test file") if spec.get("test") else None)
+        return _recorded(spec["train"], "training file"), _recorded(spec["val"], "labelled file", require_labels=True), test
     raise DataError("run.json: records no training data; re-run 'vaegmm train' (or 'vaegmm demo') to make this run folder.")
 
 
