@@ -120,3 +120,36 @@ def test_clicking_a_training_point_shows_its_image_and_path_mode_draws_a_path(br
     for offset in ((-100, -100), (100, 100)):
         ActionChains(browser).move_to_element_with_offset(canvas, *offset).click().perform()
     assert browser.find_element(By.ID, "path-strip").is_displayed()
+
+
+@pytest.fixture(scope="module")
+def wide_report(small_course_files, tmp_path_factory):
+    """A run on 12x20 images (wider than tall), as a practitioner's own image set might be."""
+    out = tmp_path_factory.mktemp("wide")
+    for name in ("train", "val"):
+        with np.load(small_course_files[name]) as f:
+            np.savez(out / f"{name}.npz", data=f["data"][:, 8:20, 4:24], labels=f["labels"])
+    assert main(["train", "--train", str(out / "train.npz"), "--val", str(out / "val.npz"), "--out-dir", str(out),
+                 "--epochs", "2", "--min-steps", "0", "--hidden", "64", "--no-progress", "--device", "cpu"]) == 0
+    assert main(["report", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_images_that_are_not_square_keep_their_aspect_in_the_page(browser, wide_report):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from vaegmm.explorer import PATH_STEPS
+
+    browser.get((wide_report / "report.html").as_uri())
+    canvas = _map(browser)
+    ActionChains(browser).move_to_element_with_offset(canvas, 10, -20).perform()
+    last = browser.execute_script("return window.vaegmmExplorer.state.last")
+    model = load_model_for(wide_report / "vae.pth", device="cpu")
+    assert np.abs(np.array(last["pixels"]) - decode_latents(model, np.array(last["z"])[None]).reshape(-1)).max() <= 1 / 255
+    decoded = browser.execute_script("const c = document.getElementById('decoded'); return [c.width, c.height]")
+    assert decoded == [int(decoded[1] * 20 / 12), decoded[1]]  # 20 wide, 12 tall
+    browser.find_element("id", "path-mode").click()
+    for offset in ((-100, -100), (100, 100)):
+        ActionChains(browser).move_to_element_with_offset(canvas, *offset).click().perform()
+    strip = browser.execute_script("const c = document.getElementById('path-strip'); return [c.width, c.height]")
+    assert strip[0] == int(PATH_STEPS * strip[1] * 20 / 12)

@@ -111,6 +111,8 @@ reconstruction. Tick <em>path</em> and click two places to see the images along 
   }
   const layers = data.decoder.map((l) => ({ W: f16(l.W), b: f32(l.b), n: l.out, m: l.in, act: l.act }));
   const [H, W] = data.imageShape, D = data.latentDim;
+  const decodedCanvas = document.getElementById("decoded");
+  decodedCanvas.width = decodedCanvas.height * W / H;  // keep the images' own aspect
   const scratch = layers.map((l) => new Float32Array(l.n));
   function decode(z) {  // z: latent point (D); returns pixels in [0, 1] (H*W), as torch computes them in float32
     let x = Float32Array.from(z);
@@ -170,7 +172,7 @@ reconstruction. Tick <em>path</em> and click two places to see the images along 
   const state = { last: null, pathStart: null };
   function show(p) {
     const z = lift(p), pixels = decode(z), { proba, logDensity } = classProba(z);
-    drawImage(document.getElementById("decoded"), pixels);
+    drawImage(decodedCanvas, pixels);
     let text = g.classes.map((c, i) => `class ${c}: ${(100 * proba[i]).toFixed(1)}%`).join("\n");
     if (data.novelty) {
       const score = Math.max((-logDensity - data.novelty.mean) / data.novelty.std, 0);
@@ -189,10 +191,11 @@ reconstruction. Tick <em>path</em> and click two places to see the images along 
     if (document.getElementById("path-mode").checked) {
       if (!state.pathStart) { state.pathStart = p; return; }
       const a = state.pathStart, strip = document.getElementById("path-strip"); state.pathStart = null;
-      strip.style.display = "block"; strip.getContext("2d").clearRect(0, 0, strip.width, strip.height);
+      const step = strip.height * W / H;  // one image's drawn width: images need not be square
+      strip.width = __STEPS__ * step; strip.style.display = "block"; strip.getContext("2d").clearRect(0, 0, strip.width, strip.height);
       for (let s = 0; s < __STEPS__; s++) {
         const t = s / (__STEPS__ - 1);
-        drawImage(strip, decode(lift([a[0] + t * (p[0] - a[0]), a[1] + t * (p[1] - a[1])])), s * strip.height, strip.height);
+        drawImage(strip, decode(lift([a[0] + t * (p[0] - a[0]), a[1] + t * (p[1] - a[1])])), s * step, strip.height);
       }
       return;
     }
@@ -202,8 +205,8 @@ reconstruction. Tick <em>path</em> and click two places to see the images along 
     const raw = atob(data.clickable.images), original = new Float32Array(H * W);
     for (let i = 0; i < H * W; i++) original[i] = raw.charCodeAt(best * H * W + i) / 255;
     const holder = document.getElementById("clicked"); holder.textContent = "training image and its reconstruction:";
-    const c = document.createElement("canvas"); c.width = 224; c.height = 112; holder.appendChild(c);
-    drawImage(c, original, 0, 112); drawImage(c, decode(data.clickable.z[best]), 112, 112);
+    const c = document.createElement("canvas"), side = 112 * W / H; c.width = 2 * side; c.height = 112; holder.appendChild(c);
+    drawImage(c, original, 0, 112); drawImage(c, decode(data.clickable.z[best]), side, 112);
   });
   drawBackground(); ctx.drawImage(background, 0, 0);
   window.vaegmmExplorer = {
