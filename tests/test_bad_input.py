@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,6 +190,18 @@ def test_report_names_a_recorded_data_file_that_is_gone(files, capsys, tmp_path)
     assert main(["report", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert f"{train}: the training file that run.json records for this run is no longer there" in err
+
+
+@pytest.mark.parametrize("share, remedy", [("0", "calibrate on images the VAE does not train on (--calibration-share 0.1)"),
+                                           ("0.1", "hold out more images to calibrate on (--calibration-share)")])
+def test_train_warns_when_new_ordinary_images_are_flagged_too_often(share, remedy, small_course_files, capsys, tmp_path):
+    """Labelled noise images stand in for new images that the threshold flags far more often than asked."""
+    np.savez(tmp_path / "val.npz", data=_images(20), labels=np.repeat([1, 4], 10))  # nothing like the digits trained on
+    assert main(["train", "--train", str(small_course_files["train"]), "--val", str(tmp_path / "val.npz"), "--out-dir",
+                 str(tmp_path), "--calibration-share", share, *TINY]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"novelty on the 20 labelled images the VAE was not trained on: \d+ flagged \(0.20 expected", captured.out)
+    assert "warning: that is more than a 1.0% rate plausibly flags" in captured.err and remedy in captured.err
 
 
 def test_gmm_of_another_latent_size(files, capsys, tmp_path, monkeypatch):

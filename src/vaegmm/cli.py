@@ -168,13 +168,12 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
         print(f"novelty on the {check['n']} labelled images the VAE was not trained on: {check['flagged']} flagged "
               f"({check['expected']:.2f} expected at that rate)")
         if check["p_value"] < HELD_OUT_ALERT_P:
+            remedy = ("hold out more images to calibrate on (--calibration-share)" if novelty["held_out"] else
+                      "calibrate on images the VAE does not train on (--calibration-share 0.1)")
             print(f"warning: that is more than a {novelty['flag_rate']:.1%} rate plausibly flags (binomial p = "
                   f"{check['p_value']:.2g}): new ordinary images will be flagged more often than --flag-rate says. "
-                  + ("The VAE reconstructs its own training images better than new ones: calibrate on held-out images "
-                     "(--calibration-share 0.1), train on more images, or lower --flag-rate (a higher threshold)."
-                     if not novelty["held_out"] else
-                     "The calibration images were few: hold out more (--calibration-share), train on more images, or "
-                     "lower --flag-rate (a higher threshold)."), file=sys.stderr)
+                  f"To correct it, {remedy}, train on more images, or lower --flag-rate (a higher threshold).",
+                  file=sys.stderr)
     print(f"wrote {model_path} and {gmm_path}")
 
 
