@@ -105,3 +105,23 @@ def test_ctrl_c_exits_130_and_keeps_the_previous_outputs(data, tmp_path):
     assert (out / "vae.pth.ckpt").is_file() and not (out / "vae.pth").exists()
     assert (out / "gmm_params.pkl").read_bytes() == b"previous"
     assert not list(out.glob(".*.tmp"))
+
+
+def test_a_checkpoint_resumes_only_on_the_images_it_was_made_on(tmp_path):
+    """Resuming with another --train file (or another --calibration-share, which changes the images the VAE
+    trains on) would quietly mix two trainings: it is refused, naming what differs."""
+    from vaegmm.config import TrainConfig, VAEConfig
+    from vaegmm.errors import ModelFileError
+    from vaegmm.training import train_vae
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (64, 8, 8)).astype(np.float32)
+    kwargs = dict(model_config=VAEConfig(image_shape=(8, 8), hidden_sizes=(16,)),
+                  train_config=TrainConfig(epochs=2, min_steps=0, batch_size=32), device=torch.device("cpu"),
+                  checkpoint_path=tmp_path / "vae.pth.ckpt", progress=False)
+    first = train_vae(images, **kwargs)
+    assert (tmp_path / "vae.pth.ckpt").is_file()
+    with pytest.raises(ModelFileError, match=r"trained on other images \(64 of them\) than these \(57\)"):
+        train_vae(images[:57], resume=True, **kwargs)
+    again = train_vae(images, resume=True, **kwargs)  # the same images: it resumes (here, at its last epoch)
+    assert again.history == first.history

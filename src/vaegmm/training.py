@@ -62,13 +62,21 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _save_checkpoint(path, *, model, optimizer, epoch, history, device, model_config, train_config):
+def images_digest(images: np.ndarray) -> str:
+    """A short hash of the training images (N, H, W): a checkpoint resumes only on the images it was made on."""
+    import hashlib
+
+    return hashlib.blake2b(np.ascontiguousarray(images, dtype=np.float32).tobytes(), digest_size=16).hexdigest()
+
+
+def _save_checkpoint(path, *, model, optimizer, epoch, history, device, model_config, train_config, data):
     with atomic_output(path) as tmp:
         torch.save(
             {
                 "format": CHECKPOINT_FORMAT,
                 "config": model_config.to_dict(),
                 "train_config": train_config.to_dict(),
+                "data": data,
                 "epoch": epoch,
                 "history": history,
                 "model": model.state_dict(),
@@ -84,7 +92,7 @@ def _write_log(path, history: list[dict]) -> None:
     atomic_write_bytes(path, "".join(json.dumps(h) + "\n" for h in history).encode())
 
 
-def _load_checkpoint(path: Path, *, model_config, train_config, device) -> dict:
+def _load_checkpoint(path: Path, *, model_config, train_config, device, data: dict) -> dict:
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
@@ -101,6 +109,12 @@ def _load_checkpoint(path: Path, *, model_config, train_config, device) -> dict:
         raise ModelFileError(
             f"{path}: this checkpoint was made with other settings ({ckpt['config']}, {ckpt['train_config']}); "
             "resume with the same settings, or delete it to start afresh."
+        )
+    # Checkpoints written before the images were recorded carry no "data": they resume as before.
+    if ckpt.get("data", data) != data:
+        raise ModelFileError(
+            f"{path}: this checkpoint was trained on other images ({ckpt['data']['n_images']} of them) than these "
+            f"({data['n_images']}): resume with the same --train file and --calibration-share, or delete it to start afresh."
         )
     return ckpt
 
@@ -138,8 +152,10 @@ def train_vae(
     history: list[dict] = []
     first_epoch = 1
     checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+    data_record = {"n_images": len(images), "digest": images_digest(images)} if checkpoint_path else None
     if resume and checkpoint_path and checkpoint_path.is_file():
-        ckpt = _load_checkpoint(checkpoint_path, model_config=model_config, train_config=train_config, device=device)
+        ckpt = _load_checkpoint(checkpoint_path, model_config=model_config, train_config=train_config, device=device,
+                                data=data_record)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"], device)
@@ -209,7 +225,7 @@ def train_vae(
         if checkpoint_path:
             _save_checkpoint(
                 checkpoint_path, model=model, optimizer=optimizer, epoch=epoch, history=history,
-                device=device, model_config=model_config, train_config=train_config,
+                device=device, model_config=model_config, train_config=train_config, data=data_record,
             )
     bar.close()
     model.eval()
