@@ -176,3 +176,24 @@ def test_runs_split_a_1d_decision_map_into_its_regions():
 
     assert _runs(np.array([0, 0, 1, 1, 1, 0, 2])) == [(0, 2), (2, 5), (5, 6), (6, 7)]
     assert _runs(np.array([3, 3, 3])) == [(0, 3)]
+
+
+@pytest.mark.slow
+def test_report_of_a_run_calibrated_on_held_out_images(small_course_files, tmp_path, capsys, monkeypatch):
+    """The report says what set the threshold, and its histogram splits the held-out images from the VAE's."""
+    import vaegmm.plots
+
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(small_course_files["train"]), "--val", str(small_course_files["val"]),
+                 "--test", str(small_course_files["test"]), "--out-dir", str(out), "--epochs", "2", "--min-steps", "0",
+                 "--hidden", "64", "--calibration-share", "0.2", "--no-progress"]) == 0
+    drawn = {}
+    original = vaegmm.plots.score_histogram
+    monkeypatch.setattr(vaegmm.plots, "score_histogram",
+                        lambda train, test, threshold, path, **kw: drawn.update(train=train, held=kw["held_out_scores"])
+                        or original(train, test, threshold, path, **kw))
+    assert main(["report", str(out), "--no-progress"]) == 0
+    assert len(drawn["train"]) == 960 and len(drawn["held"]) == 240
+    md = (out / "report.md").read_text()
+    assert "of 240 held-out training images (not trained on), on which it was calibrated" in md
+    assert "| images the VAE trained on | 960 of 1,200 |" in md and "| novelty.calibration_share | 0.2000 |" in md

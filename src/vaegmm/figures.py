@@ -74,7 +74,8 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     """Every figure of the report, into RUN_DIR/figures/.
 
     Z (N, D): the training images' latent means; confusion (C, C) on the test images, or None;
-    novelty_scores: {"train": (N,), "test": (M,), "threshold", "flag_rate", "calibrated_on"}, or None.
+    novelty_scores: {"train": (N,), "held_out": (K,) or None, "test": (M,), "threshold", "flag_rate", "calibrated_on"},
+    or None: "train" the images the VAE trained on, "held_out" those kept out of it to set the threshold on.
     """
     from . import plots
     from .model import decode_latents, encode_means, reconstruct
@@ -105,8 +106,9 @@ def make_figures(run_dir: Path, *, model, gmm, train, Z, labelled, test, confusi
     else:
         paths.pop("confusion")
     if novelty_scores is not None:
-        train_scores, test_scores, threshold = novelty_scores["train"], novelty_scores["test"], novelty_scores["threshold"]
-        plots.score_histogram(train_scores, test_scores, threshold, paths["novelty"],
+        test_scores, threshold = novelty_scores["test"], novelty_scores["threshold"]
+        plots.score_histogram(novelty_scores["train"], test_scores, threshold, paths["novelty"],
+                              held_out_scores=novelty_scores.get("held_out"),
                               title=f"Novelty scores; the threshold flags {novelty_scores['flag_rate']:.1%} of {novelty_scores['calibrated_on']}")
         order = np.argsort(test_scores)
         flagged = order[test_scores[order] > threshold][::-1][:SAMPLES_PER_ROW]

@@ -59,6 +59,12 @@ def calibration_split(n_images: int, *, share: float, seed: int) -> tuple[np.nda
     return np.sort(order[n_held:]), np.sort(order[:n_held])
 
 
+def calibration_rows(n_images: int, *, novelty_config, train_config) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a training set of ``n_images`` that `train` gives the VAE and those it holds out to calibrate
+    the threshold on (:func:`calibration_split` with the configs' share and seed); a report re-derives them."""
+    return calibration_split(n_images, share=novelty_config.share_for(n_images, train_config), seed=train_config.seed)
+
+
 def held_out_flag_check(scores: np.ndarray, *, threshold: float, flag_rate: float) -> dict[str, Any]:
     """How many of n ordinary images the model was not trained on (their novelty scores (n,)) the threshold
     flags, against the rate it was calibrated to flag on the training images.

@@ -29,7 +29,7 @@ from .model import (
     reconstruct,
     save_model,
 )
-from .novelty import NoveltyDetector, calibration_split, held_out_flag_check, novelty_statistics
+from .novelty import NoveltyDetector, calibration_rows, held_out_flag_check, novelty_statistics
 from .storage import (
     atomic_output,
     atomic_write_bytes,
@@ -125,9 +125,8 @@ def train_and_fit(
     torch_device = pick_device(device)
     novelty_config = novelty_config or NoveltyConfig()
     # On small sets a share of the training images is kept from the VAE to calibrate the novelty threshold on.
-    fit_rows, calibration_rows = calibration_split(len(train), share=novelty_config.share_for(len(train), train_config),
-                                                   seed=train_config.seed)
-    images = train.images[fit_rows] if len(calibration_rows) else train.images  # (N_fit, H, W)
+    fit_rows, held_rows = calibration_rows(len(train), novelty_config=novelty_config, train_config=train_config)
+    images = train.images[fit_rows] if len(held_rows) else train.images  # (N_fit, H, W)
     result = train_vae(
         images, model_config=model_config, train_config=train_config, device=torch_device,
         log_path=log_path, checkpoint_path=checkpoint_path, resume=resume, progress=progress,
@@ -140,8 +139,8 @@ def train_and_fit(
     fit = fit_gmm(statistics["mu"], labelled_statistics["mu"], labelled, train_images=images,
                   config=gmm_config, seed=train_config.seed, source=train.source)
     gmm_seconds = time.perf_counter() - start - encode_seconds
-    calibration = (novelty_statistics(encode_statistics(model, train.images[calibration_rows]), fit.gmm_)
-                   if len(calibration_rows) else None)
+    calibration = (novelty_statistics(encode_statistics(model, train.images[held_rows]), fit.gmm_)
+                   if len(held_rows) else None)
     novelty = NoveltyDetector().fit(novelty_statistics(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate,
                                     held_out=calibration)
     # The labelled images the VAE never saw are ordinary new images: how many the threshold flags tells a

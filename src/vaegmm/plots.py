@@ -314,13 +314,19 @@ def training_curves(history: list[dict], path, *, title: str) -> Path:
     return _save(fig, path)
 
 
-def score_histogram(train_scores: np.ndarray, test_scores: np.ndarray, threshold: float, path, *, title: str) -> Path:
-    """Histograms of two score samples and the threshold as a line; scores beyond the range gather in the last bin."""
+def score_histogram(train_scores: np.ndarray, test_scores: np.ndarray, threshold: float, path, *, title: str,
+                    held_out_scores: np.ndarray | None = None) -> Path:
+    """Histograms of the score samples (training, held-out when given, test) and the threshold as a line;
+    scores beyond the range gather in the last bin."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    top = max(float(np.quantile(np.concatenate([train_scores, test_scores]), 0.999)), 1.5 * threshold)
+    samples = [(train_scores, "training images")]
+    if held_out_scores is not None:
+        samples.append((held_out_scores, "held-out training images (set the threshold)"))
+    samples.append((test_scores, "test images"))
+    top = max(float(np.quantile(np.concatenate([s for s, _ in samples]), 0.999)), 1.5 * threshold)
     bins = np.linspace(0, top, 60)
-    for scores, label in ((train_scores, "training images"), (test_scores, "test images")):
+    for scores, label in samples:
         ax.hist(np.minimum(scores, top), bins=bins, alpha=0.55, label=f"{label} ({len(scores)})",
                 weights=np.full(len(scores), 1 / len(scores)))
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.2f}")

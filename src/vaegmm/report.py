@@ -22,8 +22,9 @@ def write_json(path: Path, obj) -> None:
 
 def _evaluate_run(run_dir: Path, *, test_path, progress: bool) -> dict:
     """Open a run, encode its training images once, evaluate on the test images, draw every figure."""
+    from .config import NoveltyConfig, TrainConfig
     from .model import encode_statistics
-    from .novelty import novelty_statistics
+    from .novelty import calibration_rows, novelty_statistics
 
     info, model, gmm, novelty, train, labelled, test = open_run(run_dir, test_path=test_path, progress=progress)
     train_stats = encode_statistics(model, train.images)
@@ -33,7 +34,12 @@ def _evaluate_run(run_dir: Path, *, test_path, progress: bool) -> dict:
     confusion = np.array(evaluation["confusion"]) if "confusion" in evaluation else None
     scores = None
     if novelty is not None and test is not None:
-        scores = {"train": novelty.score(novelty_statistics(train_stats, gmm)),
+        train_scores = novelty.score(novelty_statistics(train_stats, gmm))  # (N,)
+        fit_rows, held_rows = np.arange(len(train)), np.arange(0)
+        if novelty.held_out_:  # on a small set `train` kept some images out of the VAE's training to set the threshold on
+            fit_rows, held_rows = calibration_rows(len(train), novelty_config=NoveltyConfig.from_dict(info["novelty_config"]),
+                                                   train_config=TrainConfig.from_dict(info["train_config"]))
+        scores = {"train": train_scores[fit_rows], "held_out": train_scores[held_rows] if len(held_rows) else None,
                   "test": novelty.score(novelty_statistics(test_stats, gmm)),
                   "threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_, "calibrated_on": novelty.calibrated_on}
         evaluation["novelty"] = {"threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_,
