@@ -83,8 +83,9 @@ def held_out_flag_check(scores: np.ndarray, *, threshold: float, flag_rate: floa
 class NoveltyDetector:
     """The larger one-sided standard score of the STATISTICS against the training images.
 
-    Fitted attributes: mean_ (2,) and std_ (2,) of the statistics on the calibration images, threshold_,
-    flag_rate_, n_calibration_, held_out_ (whether those images were kept out of the VAE's training).
+    Fitted attributes: mean_ (2,) and std_ (2,) of the statistics on the training images; threshold_, set on
+    the n_calibration_ calibration images to flag flag_rate_ of them; held_out_, whether those images were
+    kept out of the VAE's training.
     """
 
     def fit(self, statistics: np.ndarray, *, flag_rate: float, held_out: np.ndarray | None = None) -> "NoveltyDetector":
