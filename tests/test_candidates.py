@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vaegmm.candidates import boundary_fraction, choose_candidate, neighbour_graph
+from vaegmm.candidates import boundary_fraction, choose_candidate
+from vaegmm.clustering import neighbour_graph
 
 
 def test_neighbour_graph_and_boundary_fraction_match_brute_force():

@@ -4,7 +4,8 @@
 import numpy as np
 import pytest
 
-from vaegmm.candidates import boundary_fraction, neighbour_graph
+from vaegmm.candidates import boundary_fraction
+from vaegmm.clustering import neighbour_graph
 from vaegmm.config import GMMConfig
 from vaegmm.errors import ConfigError
 from vaegmm.fewlabel import FewLabelGMM, component_schedule, random_subset

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clustering import neighbour_graph  # noqa: F401  (the graph boundary_fraction reads; imported from here too)
 from .gmm import GaussianMixture
 
 
 def boundary_fraction(labels: np.ndarray, neighbours: np.ndarray) -> float:
     """Share of nearest-neighbour edges whose two ends carry different labels.
 
-    labels (N,); neighbours (N, k) from :func:`neighbour_graph`. A partition whose class borders run
+    labels (N,); neighbours (N, k) from :func:`vaegmm.clustering.neighbour_graph`. A partition whose class borders run
     through sparse regions cuts few edges.
     """
     if neighbours.size == 0:

@@ -31,8 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .candidates import Candidate, boundary_fraction, choose_candidate, neighbour_graph
-from .clustering import SEEDINGS, kmeans, kmeans_plus_plus
+from .candidates import Candidate, boundary_fraction, choose_candidate
+from .clustering import SEEDINGS, kmeans, kmeans_plus_plus, neighbour_graph
 from .config import GMMConfig
 from .gmm import GaussianMixture, check_X, class_indicator
 from .inputspace import input_spreading
