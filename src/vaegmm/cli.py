@@ -227,7 +227,6 @@ def job_reconstruct(args: argparse.Namespace) -> None:
 
 def job_classify(args: argparse.Namespace) -> None:
     from .data import load_images
-    from .evaluation import labels_outside
     from .pipeline import classify_to_file, load_gmm_file, load_model_for
 
     dataset = load_images(args.input)
@@ -236,8 +235,8 @@ def job_classify(args: argparse.Namespace) -> None:
     # The course's grader reads a single Predicted_Label column: vae.py never adds the novelty columns.
     predictions, metrics, flags = classify_to_file(model, gmm, dataset, args.out, novelty=None if args.course else novelty)
     if metrics is not None:
-        _print_metrics(f"classification of {len(predictions)} images from {args.input}:", metrics)
-        _note_unknown_labels(labels_outside(dataset.labels, gmm.classes_), len(predictions))
+        _print_metrics(f"classification of {len(predictions)} images from {args.input}:", metrics["classification"])
+        _note_unknown_labels(metrics.get("unknown_labels"), len(predictions))
     if flags is not None:
         print(f"novelty: {int(flags.sum())} of {len(flags)} images ({flags.mean():.1%}) score above the threshold "
               f"{novelty.threshold_:.2f} (set to flag {novelty.flag_rate_:.1%} of {novelty.calibrated_on}): they belong "

@@ -227,8 +227,8 @@ def reconstruct_to_file(model: VAE, dataset: Dataset, out_path: str | Path) -> d
 
 def classify_to_file(model: VAE, gmm: GaussianMixture, dataset: Dataset, out_path: str | Path, *,
                      novelty: NoveltyDetector | None = None) -> tuple[np.ndarray, dict | None, np.ndarray | None]:
-    """Write one row per image, in input order, and return predictions (N,), metrics (if labels exist) and
-    the novelty flags (N,) or None.
+    """Write one row per image, in input order, and return predictions (N,), the metrics of
+    :func:`vaegmm.evaluation.classification_metrics` (if labels exist) and the novelty flags (N,) or None.
 
     Without ``novelty`` the file has the course's single column ``Predicted_Label``. With it, also
     ``Probability`` (the predicted class's posterior), ``Novelty_Score`` and ``Novel`` (1 when the
@@ -256,7 +256,7 @@ def classify_to_file(model: VAE, gmm: GaussianMixture, dataset: Dataset, out_pat
     atomic_write_bytes(out_path, buffer.getvalue().encode())
     metrics = None
     if dataset.labels is not None:
-        metrics = classification_metrics(dataset.labels, predictions, gmm.classes_)["classification"]
+        metrics = classification_metrics(dataset.labels, predictions, gmm.classes_)
     return predictions, metrics, flags
 
 
