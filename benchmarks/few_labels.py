@@ -120,7 +120,7 @@ def run_set(name: str, args) -> dict:
     labelled_sets = draws(y_train, args.draws)
     model_config = VAEConfig(image_shape=x_train.shape[1:], latent_dim=args.latent_dim,
                              neighbour_weight=args.neighbour_weight, neighbour_dof=args.neighbour_dof,
-                             perplexity=args.perplexity)
+                             perplexity=args.perplexity, teacher_latent_dim=args.teacher_latent_dim)
     train_config = TrainConfig(seed=args.train_seed, restarts=args.restarts)
     # As `vaegmm train` does: on small sets a share of the images calibrates the novelty threshold instead of training
     # the VAE, and the mixture is fitted on the rest (the labelled draws may fall in either part).
@@ -132,6 +132,7 @@ def run_set(name: str, args) -> dict:
     out = {"set": name, "classes": np.unique(y_train).tolist(), "n_train": len(y_train), "n_eval": len(y_eval),
            "split": args.split, "latent_dim": args.latent_dim, "neighbour_weight": args.neighbour_weight,
            "neighbour_dof": model_config.neighbour_dof, "perplexity": args.perplexity,
+           "teacher_latent_dim": args.teacher_latent_dim, "teacher": result.teacher,
            "train_seed": args.train_seed, "restarts": args.restarts, "kept_seed": result.seed,
            "calibration_share": share, "vae_images": len(fit_rows),
            "restart_losses": result.restart_losses,
@@ -177,6 +178,9 @@ def main() -> None:
                         help="degrees of freedom of the neighbour term's Student-t kernel (default: the latent size - 1)")
     parser.add_argument("--perplexity", type=float, default=VAEConfig().perplexity,
                         help="the neighbour term's effective number of neighbours per image in a batch")
+    parser.add_argument("--teacher-latent-dim", type=int, default=VAEConfig().teacher_latent_dim,
+                        help="latent size of a teacher VAE whose latent means give the neighbour term its affinities "
+                             "(0: the pixels; README recommends 10 with a 2-D latent)")
     parser.add_argument("--train-seed", type=int, default=TrainConfig().seed,
                         help="the VAE's training seed: rerun with others to see how much one trained VAE moves the figures")
     parser.add_argument("--restarts", type=int, default=TrainConfig().restarts,
@@ -203,7 +207,8 @@ def main() -> None:
     out.write_text(json.dumps({
         "results": results, "variants": {k: gmm_config(k, args).to_dict() for k in VARIANTS if k in args.variants},
         "model": VAEConfig(latent_dim=args.latent_dim, neighbour_weight=args.neighbour_weight,
-                           neighbour_dof=args.neighbour_dof, perplexity=args.perplexity).to_dict(),
+                           neighbour_dof=args.neighbour_dof, perplexity=args.perplexity,
+                           teacher_latent_dim=args.teacher_latent_dim).to_dict(),
         "train": TrainConfig(seed=args.train_seed, restarts=args.restarts).to_dict(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device},
     }, indent=2))

@@ -122,8 +122,13 @@ def main() -> None:
     parser.add_argument("--latent-dim", type=int, default=VAEConfig().latent_dim,
                         help="the models' latent size (README recommends 10, with --seedings nearest,spreading)")
     parser.add_argument("--seedings", default=",".join(GMMConfig().seedings), help="the GMMConfig seedings")
+    parser.add_argument("--neighbour-weight", type=float, default=VAEConfig().neighbour_weight,
+                        help="the VAE's neighbour-embedding weight (README's 2-D recommendation: 0.4)")
+    parser.add_argument("--teacher-latent-dim", type=int, default=VAEConfig().teacher_latent_dim,
+                        help="latent size of the teacher VAE giving the neighbour term its affinities (0: the pixels)")
     args = parser.parse_args()
-    model_config = VAEConfig(latent_dim=args.latent_dim)
+    model_config = VAEConfig(latent_dim=args.latent_dim, neighbour_weight=args.neighbour_weight,
+                             teacher_latent_dim=args.teacher_latent_dim)
     gmm_config = GMMConfig(seedings=tuple(args.seedings.split(",")))
     warnings.simplefilter("ignore")
     arrays = load_mnist_arrays(args.mnist)

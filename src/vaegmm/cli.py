@@ -144,6 +144,10 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     final = summary["final_epoch"]
     print(f"training: {final['epoch']} epochs on {summary['vae_images']} images, {summary['train_seconds']:.1f} s on {summary['device']}; "
           f"final loss {final['loss']:.2f}")
+    teacher = summary.get("teacher")
+    if teacher:
+        print(f"teacher: a {teacher['latent_dim']}-D VAE trained {teacher['epochs']} epochs in {teacher['seconds']:.1f} s "
+              f"(final loss {teacher['final_loss']:.2f}); its latent means gave the neighbour term its affinities")
     restarts = summary["restarts"]
     if len(restarts["final_losses"]) > 1:
         losses = ", ".join(f"{loss:.2f}" for loss in restarts["final_losses"])

@@ -94,6 +94,13 @@ class VAEConfig(_Config):
     neighbour_dof: float | None = _opt(None, "degrees of freedom of the neighbour-embedding term's Student-t kernel "
                                              "in the latent; unset (None): the latent size - 1, at least 1, as in "
                                              "parametric t-SNE (1, t-SNE's, in 2-D)", type=float)
+    # Pixel distances join images that share strokes (4 and 9), so the term keeps such classes together in 2-D; a
+    # 10-D VAE's latent already holds them apart (a 10-NN classifier: 0.97 on 4/7/9 against 0.85 with pixel
+    # affinities), and its neighbours are what the 2-D latent then keeps (benchmarks/README.md, "teacher").
+    teacher_latent_dim: int = _opt(0, "latent size of a teacher VAE trained first on the same images (same settings, no "
+                                      "neighbour term) whose latent means give the neighbour-embedding term its "
+                                      "affinities in place of the pixels; 0: the pixels. 10 is the README's choice "
+                                      "for a 2-D latent, with --neighbour-weight 0.4")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
@@ -114,6 +121,11 @@ class VAEConfig(_Config):
         _require(isinstance(self.neighbour_dof, (int, float)) and math.isfinite(self.neighbour_dof)
                  and self.neighbour_dof > 0, "neighbour_dof", self.neighbour_dof, "a finite number > 0")
         object.__setattr__(self, "neighbour_dof", float(self.neighbour_dof))
+        _require(isinstance(self.teacher_latent_dim, int) and self.teacher_latent_dim >= 0,
+                 "teacher_latent_dim (--teacher-latent-dim)", self.teacher_latent_dim, "an integer >= 0")
+        _require(self.teacher_latent_dim == 0 or self.neighbour_weight > 0, "teacher_latent_dim (--teacher-latent-dim)",
+                 self.teacher_latent_dim, "0 unless --neighbour-weight is above 0: the teacher only gives the "
+                 "neighbour-embedding term its affinities")
         n = self.n_parameters
         if n > MAX_PARAMETERS:
             raise ConfigError(

@@ -37,7 +37,7 @@ from .storage import (
     load_plain_pickle,
     save_plain_pickle,
 )
-from .training import pick_device, train_vae
+from .training import pick_device, teacher_checkpoint_path, train_vae
 
 
 def model_fingerprint(model: VAE) -> str:
@@ -161,6 +161,7 @@ def train_and_fit(
         "device": result.device,
         "final_epoch": result.history[-1],
         "restarts": {"final_losses": result.restart_losses, "kept_seed": result.seed},
+        "teacher": result.teacher,
         "gmm": fit.summary(),
         "novelty": {**novelty.to_dict(), "held_out_check": held_out},
     }
@@ -177,7 +178,8 @@ def train_and_fit(
             "n_labelled": len(labelled), "history": result.history, "data": data_spec,
         }
         atomic_write_bytes(run_info_path, json.dumps(info, indent=2).encode())
-    checkpoint_path.unlink(missing_ok=True)  # the finished model supersedes it
+    checkpoint_path.unlink(missing_ok=True)  # the finished model supersedes it, and its teacher's
+    teacher_checkpoint_path(checkpoint_path).unlink(missing_ok=True)
     return summary
 
 

@@ -96,6 +96,11 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
     rep.paragraph(f"A VAE with a {model.config.latent_dim}-D latent space was trained on {info['n_train']} unlabelled "
                   f"images ({_relative(info['train_file'], run_dir)}); its GMM of {len(gmm.weights_)} components models "
                   f"classes {classes}, seeded from {info['n_labelled']} labelled images ({_relative(labelled.source, run_dir)}).")
+    teacher = summary.get("teacher")
+    if teacher:
+        rep.paragraph(f"Its neighbour-embedding term kept together the images that lie near each other in the latent space "
+                      f"of a {teacher['latent_dim']}-D teacher VAE, trained first on the same images "
+                      f"({teacher['epochs']} epochs, {teacher['seconds']:.1f} s), instead of those near in pixels.")
     if evaluation:
         line = (f"On {evaluation['n_test']} test images ({_relative(test.source, run_dir)}): reconstruction SSIM "
                 f"{evaluation['ssim']:.4f}, 1 − MSE {evaluation['one_minus_mse']:.4f}, ELBO {evaluation['elbo_per_image']:.2f} "

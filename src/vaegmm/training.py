@@ -47,6 +47,7 @@ class TrainResult:
     device: str
     seed: int = 0  # the seed of the VAE kept
     restart_losses: list[float] = field(default_factory=list)  # the final training loss of each restart, in seed order
+    teacher: dict | None = None  # the teacher VAE's latent size, training time and final loss, when one was trained
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -119,6 +120,30 @@ def _load_checkpoint(path: Path, *, model_config, train_config, device, data: di
     return ckpt
 
 
+def teacher_config(model_config: VAEConfig) -> VAEConfig:
+    """The teacher's settings: the model's, with the teacher's latent size, no neighbour term and no teacher."""
+    return replace(model_config, latent_dim=model_config.teacher_latent_dim, neighbour_weight=0.0, neighbour_dof=None,
+                   teacher_latent_dim=0)
+
+
+def teacher_checkpoint_path(checkpoint_path: str | Path) -> Path:
+    """Where the teacher's checkpoint lies beside the model's: kept until the model's training is done, so that a
+    resumed run finds the teacher it started with."""
+    return Path(str(checkpoint_path) + ".teacher")
+
+
+def train_teacher(images: np.ndarray, *, model_config: VAEConfig, train_config: TrainConfig, device: torch.device,
+                  checkpoint_path: str | Path | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train the VAE of ``model_config.teacher_latent_dim`` latent dimensions whose latent means give the model's
+    neighbour-embedding term its affinities, with the model's training settings and seed (one run)."""
+    if progress:
+        print(f"teacher: training a {model_config.teacher_latent_dim}-D VAE first; its latent means give the "
+              f"neighbour-embedding term its affinities", file=sys.stderr, flush=True)
+    return train_vae(images, model_config=teacher_config(model_config), train_config=replace(train_config, restarts=1),
+                     device=device, checkpoint_path=teacher_checkpoint_path(checkpoint_path) if checkpoint_path else None,
+                     resume=resume, progress=progress)
+
+
 def train_vae(
     images: np.ndarray,
     *,
@@ -129,13 +154,15 @@ def train_vae(
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    teacher: TrainResult | None = None,
 ) -> TrainResult:
     """Train a VAE on images (N, H, W) float32 in [0, 1] for ``train_config.epochs_for(N)`` epochs; labels are never seen here.
 
     Writes one JSON line per epoch to ``log_path`` and, after every epoch, a checkpoint
     (weights, optimizer, epoch, RNG state) to ``checkpoint_path``; with ``resume`` an
     existing checkpoint is continued, giving the same model as an uninterrupted run.
-    With ``train_config.restarts`` above 1, see :func:`train_restarts`.
+    With ``model_config.teacher_latent_dim`` set, a teacher VAE is trained first (:func:`train_teacher`) unless
+    ``teacher``, a finished one, is given. With ``train_config.restarts`` above 1, see :func:`train_restarts`.
     """
     if train_config.restarts > 1:
         if resume:
@@ -145,6 +172,10 @@ def train_vae(
                               log_path=log_path, progress=progress)
     device = device or pick_device()
     start = time.perf_counter()
+    if model_config.teacher_latent_dim and teacher is None:
+        teacher = train_teacher(images, model_config=model_config, train_config=train_config, device=device,
+                                checkpoint_path=checkpoint_path, resume=resume, progress=progress)
+    teacher_model = teacher.model.to(device).eval() if model_config.teacher_latent_dim else None
     torch.manual_seed(train_config.seed)
     model = build_model(model_config).to(device)
     # The fused kernel updates every parameter in one pass: a few percent faster on the CPU, same results each run.
@@ -196,8 +227,10 @@ def train_vae(
             logits, mu, logvar = model(x)
             loss, recon, kl = vae_loss(logits, x, mu, logvar, beta=model_config.beta, recon_loss=model_config.recon_loss)
             if neighbour_weight > 0 and len(x) > 1:  # a batch of one image has no neighbours
-                with torch.no_grad():  # the pixels' affinities are targets, not parameters
-                    affinities = neighbour_affinities(x, perplexity=model_config.perplexity)  # (B, B)
+                with torch.no_grad():  # the affinities are targets, not parameters
+                    # (B, teacher_latent_dim) teacher latent means, or the (B, input_dim) pixels
+                    neighbours_of = x if teacher_model is None else teacher_model.encode(x)[0]
+                    affinities = neighbour_affinities(neighbours_of, perplexity=model_config.perplexity)  # (B, B)
                 loss = loss + neighbour_weight * neighbour_embedding_loss(affinities, mu, dof=model_config.neighbour_dof)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -230,7 +263,17 @@ def train_vae(
     bar.close()
     model.eval()
     return TrainResult(model=model, history=history, seconds=time.perf_counter() - start, device=str(device),
-                       seed=train_config.seed, restart_losses=[history[-1]["loss"]])
+                       seed=train_config.seed, restart_losses=[history[-1]["loss"]],
+                       teacher=teacher_summary(teacher, model_config))
+
+
+def teacher_summary(teacher: TrainResult | None, model_config: VAEConfig) -> dict | None:
+    """What run.json and the command line say of the teacher: None when the model had none."""
+    if teacher is None or not model_config.teacher_latent_dim:
+        return None
+    return {"latent_dim": model_config.teacher_latent_dim, "seconds": teacher.seconds,
+            "epochs": teacher.history[-1]["epoch"] if teacher.history else 0,
+            "final_loss": teacher.history[-1]["loss"] if teacher.history else None}
 
 
 def train_restarts(images: np.ndarray, *, model_config: VAEConfig, train_config: TrainConfig,
@@ -240,9 +283,13 @@ def train_restarts(images: np.ndarray, *, model_config: VAEConfig, train_config:
     lowest final training loss, the objective they all minimise (as ``n_init`` does for scikit-learn's
     mixtures). No checkpoints are written; ``log_path`` receives the kept run's epochs."""
     start = time.perf_counter()
+    device = device or pick_device()
+    # One teacher for all restarts: they differ in their own seeds, not in the affinities they are taught.
+    teacher = (train_teacher(images, model_config=model_config, train_config=train_config, device=device,
+                             progress=progress) if model_config.teacher_latent_dim else None)
     best, losses = None, []
     for i in range(train_config.restarts):
-        run = train_vae(images, model_config=model_config, progress=progress, device=device,
+        run = train_vae(images, model_config=model_config, progress=progress, device=device, teacher=teacher,
                         train_config=replace(train_config, seed=train_config.seed + i, restarts=1))
         losses.append(run.history[-1]["loss"])
         if progress:
