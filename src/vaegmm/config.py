@@ -85,8 +85,9 @@ class VAEConfig(_Config):
     # Off by default so that the course's model and its reconstructions stay as they were; with a 2-D
     # latent, 0.4 lifts the few-label scores of classes that share strokes (benchmarks/README.md).
     neighbour_weight: float = _opt(0.0, "weight per pixel of the neighbour-embedding term (parametric t-SNE, "
-                                        "vaegmm.neighbours) that keeps pixel-space neighbours together in the "
-                                        "latent; 0 turns it off, 0.4 is the README's choice for a 2-D latent")
+                                        "vaegmm.neighbours) that keeps neighbouring images together in the "
+                                        "latent; 0 turns it off, 0.4 is the README's choice for a 2-D latent "
+                                        "(with --teacher-latent-dim 10)")
     perplexity: float = _opt(3.0, "the neighbour-embedding term's effective number of neighbours per image "
                                   "within a batch")
     # van der Maaten (2009) gives a D-dimensional embedding D - 1 degrees of freedom, t-SNE's 1 in 2-D; with a
@@ -220,25 +221,25 @@ class GMMConfig(_Config):
     max_partition_rounds: int = _opt(50, "most rounds of per-class EM and re-assignment")
     partition_tol: float = _opt(1e-3, "the rounds stop once at most this share of points changes class")
     seedings: tuple[str, ...] = _opt(("kmeans", "nearest"), f"initial partitions tried, from {list(SEEDINGS)} "
-                                                                "(with a 10-D latent: nearest,spreading; for classes "
-                                                                "that share strokes in 2-D: kmeans,nearest,inputs with "
-                                                                "--choose-by inputs; README)")
+                                                                "(with a 10-D latent: nearest,spreading; README)")
     schedules: tuple[str, ...] = _opt(SCHEDULES, f"ways to reach components_per_class, from {list(SCHEDULES)}")
     n_neighbors: int = _opt(10, "neighbours per point in the graph whose cut edges rank the candidate fits")
-    # A 2-D latent squeezes classes that share strokes together; the images themselves keep them apart
-    # better, so there the candidate agreeing most with label spreading over the images is the better
-    # pick (benchmarks/README.md). In 10-D the latent's own graph is the better judge. It is not the default:
+    # A 2-D latent trained with pixel neighbours squeezes classes that share strokes together; the images
+    # themselves keep them apart better, so there the candidate agreeing most with label spreading over the
+    # images is the better pick (benchmarks/README.md). In 10-D, and in a 2-D latent taught by a 10-D one
+    # (--teacher-latent-dim), the latent's own graph is the better judge. It is not the default:
     # on the course's 1/4/8 one label draw in five to ten falls by 0.02-0.04 with it (compare.py's worst draw
     # 0.945 against the 0.98 the defaults must keep), and the fit takes 5-6 s instead of 1.
     choose_by: str = _opt("boundary", "how one candidate fit is chosen: 'boundary' (its class borders cut the fewest "
                                       "edges of the latent neighbour graph) or 'inputs' (it agrees most with the "
-                                      "'inputs' seeding, label spreading over the images; README's choice in 2-D)",
+                                      "'inputs' seeding, label spreading over the images)",
                           choices=CHOICE_RULES)
     # 50 components hold 85% of the variance of MNIST's digits and drop their pixel noise, and the neighbour
     # search on them stays under two seconds for 20,000 images.
     input_components: int = _opt(50, "leading principal components of the images in which the 'inputs' seeding "
                                      "finds each image's neighbours")
-    label_slack: int = _opt(1, "a candidate may misplace this many more labelled points than the best one")
+    label_slack: int = _opt(1, "a candidate may misplace this many more labelled points than the best one (2 with "
+                               "a 10-D latent or --teacher-latent-dim; README)")
     # A mixture of a few dozen components is pinned down by tens of thousands of points; beyond that, more
     # points only cost time. Below this many (the course's 18,420 included) every point is used.
     max_fit_points: int = _opt(20_000, "most unlabelled points (a seeded random subset) the fit and its ranking graph use")
