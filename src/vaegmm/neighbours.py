@@ -1,4 +1,5 @@
-"""A neighbour-embedding term for VAE training: images that are near in pixel space stay near in the latent.
+"""A neighbour-embedding term for VAE training: images that are near in pixel space (or in a teacher VAE's
+latent, :func:`vaegmm.training.train_teacher`) stay near in the latent.
 
 A VAE's 2-D latent keeps classes that share strokes (4 and 9, 3/5/8) in one continuous cloud, with no
 low-density gap for a few labels to find. Parametric t-SNE (van der Maaten 2009, "Learning a parametric
@@ -8,8 +9,8 @@ the heavy-tailed Student-t kernel, lets separate groups drift apart. Labels are 
 
 Per batch of B images:
 
-- P (B, B): t-SNE's input affinities — for each image a Gaussian over the squared pixel distances to
-  the others, its precision found by bisection so that its perplexity (2 to the entropy in bits, the
+- P (B, B): t-SNE's input affinities — for each image a Gaussian over the squared pixel distances (or
+  teacher-latent distances) to the others, its precision found by bisection so that its perplexity (2 to the entropy in bits, the
   effective number of neighbours) is ``perplexity``; then symmetrised, P = (P_j|i + P_i|j) / 2B;
 - Q (B, B): Student-t affinities of the latent means, (1 + |z_i - z_j|²)⁻¹ normalised over all pairs;
 - the loss is KL(P ‖ Q) = Σ P log(P / Q), in nats.
@@ -28,8 +29,8 @@ _BISECTION_STEPS = 40  # halves the 28-wide bracket to below 1e-10
 
 
 def conditional_affinities(x: torch.Tensor, *, perplexity: float) -> torch.Tensor:
-    """Rows P_j|i (B, B) of images x (B, input_dim): each a Gaussian over the squared pixel distances to the
-    other images, zero on the diagonal, summing to 1, with perplexity ``perplexity`` capped at B - 1 (the
+    """Rows P_j|i (B, B) of images x (B, F), their pixels or a teacher's latent means: each a Gaussian over the
+    squared distances to the other images, zero on the diagonal, summing to 1, with perplexity ``perplexity`` capped at B - 1 (the
     most neighbours a batch holds). B must be at least 2."""
     n = len(x)
     if n < 2:
@@ -53,7 +54,7 @@ def conditional_affinities(x: torch.Tensor, *, perplexity: float) -> torch.Tenso
 
 
 def neighbour_affinities(x: torch.Tensor, *, perplexity: float) -> torch.Tensor:
-    """t-SNE's symmetric input affinities P (B, B) of images x (B, input_dim): zero diagonal, sum 1."""
+    """t-SNE's symmetric input affinities P (B, B) of images x (B, F): zero diagonal, sum 1."""
     conditional = conditional_affinities(x, perplexity=perplexity)  # (B, B)
     return (conditional + conditional.T) / (2 * len(x))
 
