@@ -272,8 +272,7 @@ def teacher_summary(teacher: TrainResult | None, model_config: VAEConfig) -> dic
     if teacher is None or not model_config.teacher_latent_dim:
         return None
     return {"latent_dim": model_config.teacher_latent_dim, "seconds": teacher.seconds,
-            "epochs": teacher.history[-1]["epoch"] if teacher.history else 0,
-            "final_loss": teacher.history[-1]["loss"] if teacher.history else None}
+            "epochs": teacher.history[-1]["epoch"], "final_loss": teacher.history[-1]["loss"]}
 
 
 def train_restarts(images: np.ndarray, *, model_config: VAEConfig, train_config: TrainConfig,
