@@ -51,7 +51,7 @@ from vaegmm.evaluation import classification_metrics  # noqa: E402
 from vaegmm.fewlabel import FewLabelGMM  # noqa: E402
 from vaegmm.mnist import load_mnist_arrays  # noqa: E402
 from vaegmm.model import encode_means  # noqa: E402
-from vaegmm.novelty import calibration_split  # noqa: E402
+from vaegmm.novelty import calibration_rows  # noqa: E402
 from vaegmm.training import pick_device, train_vae  # noqa: E402
 
 SETS = {"148": (1, 4, 8), "358": (3, 5, 8), "479": (4, 7, 9), "all": tuple(range(10)), "digits8": None}
@@ -124,8 +124,8 @@ def run_set(name: str, args) -> dict:
     train_config = TrainConfig(seed=args.train_seed, restarts=args.restarts)
     # As `vaegmm train` does: on small sets a share of the images calibrates the novelty threshold instead of training
     # the VAE, and the mixture is fitted on the rest (the labelled draws may fall in either part).
-    share = NoveltyConfig(calibration_share=args.calibration_share).share_for(len(x_train), train_config)
-    fit_rows, held = calibration_split(len(x_train), share=share, seed=train_config.seed)
+    novelty_config = NoveltyConfig(calibration_share=args.calibration_share)
+    fit_rows, _ = calibration_rows(len(x_train), novelty_config=novelty_config, train_config=train_config)
     result = train_vae(x_train[fit_rows], model_config=model_config, train_config=train_config,
                        device=pick_device(args.device), progress=False)
     Z, Z_eval = encode_means(result.model, x_train), encode_means(result.model, x_eval)
@@ -134,7 +134,7 @@ def run_set(name: str, args) -> dict:
            "neighbour_dof": model_config.neighbour_dof, "perplexity": args.perplexity,
            "teacher_latent_dim": args.teacher_latent_dim, "teacher": result.teacher,
            "train_seed": args.train_seed, "restarts": args.restarts, "kept_seed": result.seed,
-           "calibration_share": share, "vae_images": len(fit_rows),
+           "calibration_share": novelty_config.share_for(len(x_train), train_config), "vae_images": len(fit_rows),
            "restart_losses": result.restart_losses,
            "train_seconds": result.seconds, "device": result.device, "vaegmm": {}}
     for variant in args.variants:
