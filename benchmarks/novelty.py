@@ -7,10 +7,12 @@ calibrated on its training images) and its 1/4/8 test images are scored against:
 (b) images that are not digits: uniform noise, blank (all 0), constant grey and white images, inverted
     test digits, test digits shifted 10 pixels off-centre, rotated 90 degrees, and with heavy noise.
 
-It reports AUROC for each group and four scores — the negative ELBO alone (reconstruction error plus KL,
+It reports AUROC for each group and six scores — the negative ELBO alone (reconstruction error plus KL,
 decoded at the latent mean), the latent density alone (-log p(mu) under the GMM), the reconstruction
-dissimilarity alone (1 minus the correlation of image and reconstruction), and vaegmm's novelty score
-(vaegmm.novelty: the larger one-sided standard score of the dissimilarity and the latent density) —
+dissimilarity alone (1 minus the correlation of image and reconstruction), the edge dissimilarity alone
+(the same between their edges), the previous format's score (the larger one-sided standard score of the
+reconstruction dissimilarity and the latent density), and vaegmm's novelty score (vaegmm.novelty: the sum
+of the three statistics' one-sided standard scores) —
 plus the false-alarm rate on the 1/4/8 test images at the calibrated threshold. A model of all ten digits is scored against (b) too.
 
     python benchmarks/novelty.py [--mnist ../shared/data/mnist]   # about 4 minutes; results/novelty.json
@@ -39,6 +41,7 @@ from vaegmm.pipeline import load_gmm_file, load_model_for, train_and_fit
 
 HERE = Path(__file__).resolve().parent
 SHIFT = 10
+SCORES = ("elbo", "latent_density", "recon_dissimilarity", "edge_dissimilarity", "format3_larger_of_two", "vaegmm")
 
 
 def non_digit_groups(test: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -69,10 +72,13 @@ def negative_elbo(model, images: np.ndarray, stats: dict) -> np.ndarray:
 
 def scores(model, gmm, detector, images) -> dict[str, np.ndarray]:
     stats = encode_statistics(model, images.astype(np.float32))
-    statistics = novelty_statistics(stats, gmm)  # (N, 2)
+    statistics = novelty_statistics(stats, gmm)  # (N, 3)
+    standard = detector.standard_scores(statistics)  # (N, 3)
+    pair = [STATISTICS.index("recon_dissimilarity"), STATISTICS.index("latent_nll")]
     return {"elbo": negative_elbo(model, images, stats), "latent_density": statistics[:, STATISTICS.index("latent_nll")],
             "recon_dissimilarity": statistics[:, STATISTICS.index("recon_dissimilarity")],
-            "vaegmm": detector.score(statistics)}
+            "edge_dissimilarity": statistics[:, STATISTICS.index("edge_dissimilarity")],
+            "format3_larger_of_two": standard[:, pair].max(axis=1), "vaegmm": detector.score(statistics)}
 
 
 def aurocs(inlier: dict, outlier: dict) -> dict[str, float]:
@@ -108,7 +114,7 @@ def run_model(digits, arrays, out_dir: Path, *, others: bool, mnist_dir: str, mo
     unseen = [v["vaegmm"] for k, v in groups.items() if k.startswith("digit ")]
     if unseen:
         result["mean_auroc_unseen_digits"] = {s: float(np.mean([v[s] for k, v in groups.items() if k.startswith("digit ")]))
-                                              for s in ("elbo", "latent_density", "recon_dissimilarity", "vaegmm")}
+                                              for s in SCORES}
     print(json.dumps(result, indent=1), flush=True)
     return result
 

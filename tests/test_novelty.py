@@ -22,25 +22,29 @@ from vaegmm.novelty import (
 
 
 def _ordinary(rng, n):
-    """Statistics (n, 2) of ordinary images: a dissimilarity around 0.1, a latent_nll around 3."""
-    return np.stack([rng.normal(0.1, 0.02, n), rng.normal(3.0, 1.0, n)], axis=1)
+    """Statistics (n, 3) of ordinary images: dissimilarities around 0.1 and 0.3, a latent_nll around 3."""
+    return np.stack([rng.normal(0.1, 0.02, n), rng.normal(0.3, 0.05, n), rng.normal(3.0, 1.0, n)], axis=1)
 
 
-def test_score_is_the_larger_one_sided_standard_score_and_the_threshold_flags_the_asked_share():
+def test_score_sums_the_one_sided_standard_scores_and_the_threshold_flags_the_asked_share():
     rng = np.random.default_rng(0)
     stats = _ordinary(rng, 5000)
     detector = NoveltyDetector().fit(stats, flag_rate=0.05)
-    by_hand = np.maximum((stats - stats.mean(0)) / stats.std(0), 0).max(axis=1)
+    by_hand = np.maximum((stats - stats.mean(0)) / stats.std(0), 0).sum(axis=1)
     np.testing.assert_allclose(detector.score(stats), by_hand)
     assert detector.flag(stats).mean() == pytest.approx(0.05, abs=0.001)
     assert detector.flag(_ordinary(rng, 20000)).mean() == pytest.approx(0.05, abs=0.01)  # the rate holds on new data
-    assert detector.score(np.array([[0.0, -9.0]]))[0] == 0.0  # only the unusual side counts
+    assert detector.score(np.array([[0.0, 0.0, -9.0]]))[0] == 0.0  # only the unusual side counts
+    # Each statistic a little unusual: no one of them alone is flagged, the three together are.
+    a_little = stats.mean(0) + 1.5 * stats.std(0)
+    assert detector.flag(a_little[None]).all()
+    assert not detector.flag(np.where(np.eye(3, dtype=bool), a_little, stats.mean(0))).any()
 
 
 def test_held_out_images_set_the_threshold_and_the_training_images_the_scales():
     """A VAE fits its own images better than new ones: calibrated on those, the asked share holds for new images."""
     rng = np.random.default_rng(2)
-    fitted, new = _ordinary(rng, 5000) * [0.5, 1.0], _ordinary(rng, 5000)  # training images reconstruct better
+    fitted, new = _ordinary(rng, 5000) * [0.5, 0.5, 1.0], _ordinary(rng, 5000)  # training images reconstruct better
     naive = NoveltyDetector().fit(fitted, flag_rate=0.01)
     assert naive.flag(new).mean() > 0.1  # many times the asked 1%
     detector = NoveltyDetector().fit(fitted, flag_rate=0.01, held_out=new[:1000])
@@ -50,10 +54,11 @@ def test_held_out_images_set_the_threshold_and_the_training_images_the_scales():
 
 def test_each_statistic_alone_can_flag():
     detector = NoveltyDetector().fit(_ordinary(np.random.default_rng(1), 5000), flag_rate=0.01)
-    typical = np.array([0.1, 3.0])
+    typical = np.array([0.1, 0.3, 3.0])
     assert not detector.flag(typical[None]).any()
-    assert detector.flag((typical + [0.1, 0.0])[None]).all()  # unlike its reconstruction
-    assert detector.flag((typical + [0.0, 8.0])[None]).all()  # an improbable latent mean
+    assert detector.flag((typical + [0.1, 0.0, 0.0])[None]).all()  # unlike its reconstruction
+    assert detector.flag((typical + [0.0, 0.25, 0.0])[None]).all()  # its edges unlike the reconstruction's
+    assert detector.flag((typical + [0.0, 0.0, 8.0])[None]).all()  # an improbable latent mean
 
 
 def test_statistics_from_the_encoder_pass():
@@ -61,11 +66,12 @@ def test_statistics_from_the_encoder_pass():
         def score_samples(self, mu):
             return -(mu ** 2).sum(axis=1)
 
-    encoded = {"mu": np.array([[0.0, 0.0], [1.0, 2.0]]), "recon_corr": np.array([1.0, 0.25])}
+    encoded = {"mu": np.array([[0.0, 0.0], [1.0, 2.0]]), "recon_corr": np.array([1.0, 0.25]), "edge_corr": np.array([0.5, -0.5])}
     s = novelty_statistics(encoded, Flat())
     assert s.shape == (2, len(STATISTICS))
-    np.testing.assert_allclose(s[:, 0], [0.0, 0.75])  # 1 - correlation
-    np.testing.assert_allclose(s[:, 1], [0.0, 5.0])  # -log p(mu)
+    np.testing.assert_allclose(s[:, STATISTICS.index("recon_dissimilarity")], [0.0, 0.75])  # 1 - correlation
+    np.testing.assert_allclose(s[:, STATISTICS.index("edge_dissimilarity")], [0.5, 1.5])
+    np.testing.assert_allclose(s[:, STATISTICS.index("latent_nll")], [0.0, 5.0])  # -log p(mu)
 
 
 def test_reconstruction_correlation_matches_numpy_and_is_zero_for_constant_images():
@@ -84,6 +90,27 @@ def test_reconstruction_correlation_matches_numpy_and_is_zero_for_constant_image
     np.testing.assert_allclose(encoded["recon_corr"][:5], expected, rtol=1e-5)
     assert (encoded["recon_corr"][5:] == 0.0).all()
 
+    def edges(image):  # differences of horizontal, then of vertical neighbours
+        return np.r_[np.diff(image, axis=1).ravel(), np.diff(image, axis=0).ravel()]
+
+    recon = recon.reshape(8, 28, 28)
+    expected = [np.corrcoef(edges(images[i]), edges(recon[i]))[0, 1] for i in range(5)]
+    np.testing.assert_allclose(encoded["edge_corr"][:5], expected, rtol=1e-4)
+    assert (encoded["edge_corr"][5:] == 0.0).all()  # a constant image has no edges
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1)])
+def test_edge_correlation_of_images_with_few_or_no_edges(shape):
+    import torch
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(image_shape=shape, hidden_sizes=(4,), latent_dim=2))
+    images = np.random.default_rng(0).uniform(0, 1, (3, *shape)).astype(np.float32)
+    encoded = encode_statistics(model, images)
+    assert encoded["edge_corr"].shape == (3,) and np.isfinite(encoded["edge_corr"]).all()
+    if shape == (1, 1):
+        assert (encoded["edge_corr"] == 0.0).all()
+
 
 def test_round_trip_and_refusals():
     rng = np.random.default_rng(1)
@@ -95,7 +122,7 @@ def test_round_trip_and_refusals():
     older = {k: v for k, v in detector.to_dict().items() if k != "held_out"}  # written before held-out calibration
     assert NoveltyDetector.from_dict(older, source="g.pkl").calibrated_on == "40 training images"
     state = detector.to_dict()
-    state["mean"] = [0.0] * 3
+    state["mean"] = [0.0] * 2
     with pytest.raises(ModelFileError, match="g.pkl: its novelty calibration has the wrong shape"):
         NoveltyDetector.from_dict(state, source="g.pkl")
     state = detector.to_dict()
@@ -103,7 +130,7 @@ def test_round_trip_and_refusals():
     with pytest.raises(ModelFileError, match="NaN"):
         NoveltyDetector.from_dict(state, source="g.pkl")
     state = detector.to_dict()
-    state["version"] = 2  # a file calibrated on other statistics
+    state["version"] = 3  # a file calibrated on other statistics (two, their larger score)
     with pytest.raises(ModelFileError, match="of another version; re-create the file with the 'train' command"):
         NoveltyDetector.from_dict(state, source="g.pkl")
 

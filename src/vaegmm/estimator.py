@@ -137,7 +137,7 @@ class VAEGMM:
             gmm = self._unsupervised_mixture(stats["mu"][in_fit])
             self.fit_ = None
         self.model_, self.gmm_, self.history_ = model, gmm, result.history
-        statistics = novelty_statistics(stats, gmm)  # (N, 2)
+        statistics = novelty_statistics(stats, gmm)  # (N, 3)
         self.novelty_ = NoveltyDetector().fit(statistics[in_fit], flag_rate=novelty.flag_rate,
                                               held_out=statistics[~in_fit] if len(held) else None)
         self.classes_ = gmm.classes_

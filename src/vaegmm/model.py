@@ -176,18 +176,31 @@ def encode_means(model: VAE, images, *, batch_size: int = 4096):
 @torch.no_grad()
 def encode_statistics(model: VAE, images, *, batch_size: int = 4096) -> dict[str, np.ndarray]:
     """One encoder and one decoder pass over images (N, H, W) in [0, 1], and what they say of each image:
-    ``mu`` and ``logvar`` (N, latent_dim) float64, and ``recon_corr`` (N,), the Pearson correlation
-    between the image and its reconstruction, the decoded latent mean (0 where either is constant)."""
+    ``mu`` and ``logvar`` (N, latent_dim) float64; ``recon_corr`` (N,), the Pearson correlation between
+    the image and its reconstruction, the decoded latent mean; ``edge_corr`` (N,), the same between their
+    edges (:func:`_edges`). Either correlation is 0 where one side is constant."""
     device = next(model.parameters()).device
     model.eval()
-    mus, logvars, corrs = [], [], []
+    mus, logvars, corrs, edge_corrs = [], [], [], []
     for x in _batches(images, batch_size, device):
-        x = x.reshape(len(x), -1)  # (B, input_dim)
-        mu, logvar = model.encode(x)  # (B, latent_dim) each
-        recon = model.decode(mu).reshape(len(x), -1)  # (B, input_dim)
+        x = x.reshape(len(x), *model.config.image_shape)  # (B, H, W)
+        mu, logvar = model.encode(x.reshape(len(x), -1))  # (B, latent_dim) each
+        recon = model.decode(mu)  # (B, H, W)
         mus.append(mu.double().cpu()), logvars.append(logvar.double().cpu())
-        corrs.append(_pearson(x, recon).double().cpu())  # float32 sums of one image's pixels: within 1e-6 of float64, 10x faster
-    return {"mu": torch.cat(mus).numpy(), "logvar": torch.cat(logvars).numpy(), "recon_corr": torch.cat(corrs).numpy()}
+        # float32 sums of one image's pixels: within 1e-6 of float64, 10x faster
+        corrs.append(_pearson(x.reshape(len(x), -1), recon.reshape(len(x), -1)).double().cpu())
+        edge_corrs.append(_pearson(_edges(x), _edges(recon)).double().cpu())
+    return {"mu": torch.cat(mus).numpy(), "logvar": torch.cat(logvars).numpy(), "recon_corr": torch.cat(corrs).numpy(),
+            "edge_corr": torch.cat(edge_corrs).numpy()}
+
+
+def _edges(images: "torch.Tensor") -> "torch.Tensor":
+    """Each image's (B, H, W) differences between horizontal and between vertical neighbour pixels, one row
+    per image: (B, H*(W-1) + (H-1)*W). They mark where strokes begin and end, which a pixel correlation
+    weighs no more than any other pixel."""
+    across = images[:, :, 1:] - images[:, :, :-1]  # (B, H, W-1)
+    down = images[:, 1:, :] - images[:, :-1, :]  # (B, H-1, W)
+    return torch.cat([across.reshape(len(images), -1), down.reshape(len(images), -1)], dim=1)
 
 
 def _pearson(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
@@ -195,6 +208,8 @@ def _pearson(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
     (its correlation is undefined, and a constant image is as unlike a drawn one as any)."""
     # Constant rows are found by their range, not their centred norm: a mean rounds, leaving a few ulps
     # of "spread" whose correlation with anything is noise.
+    if a.shape[1] == 0:  # e.g. the edges of 1x1 images: nothing to correlate
+        return torch.zeros(len(a), dtype=a.dtype, device=a.device)
     varies = (a.amax(dim=1) > a.amin(dim=1)) & (b.amax(dim=1) > b.amin(dim=1))  # (B,)
     a = a - a.mean(dim=1, keepdim=True)
     b = b - b.mean(dim=1, keepdim=True)
