@@ -24,7 +24,12 @@ test images: run it once, at the end. Results go to benchmarks/results/few_label
         --no-pixels --train-seed 1 --out benchmarks/results/few_labels_validation_z2_neighbours_seed1.json
 
 ``--train-seed`` trains the VAE with another seed and keeps the label draws: how much one trained VAE
-moves the figures.
+moves the figures. ``--train-size N`` keeps a seeded N of the training images (after the validation
+tenth is set aside, which stays whole) and ``--downsample K`` averages K x K pixel blocks: small sets and
+small images cut from MNIST, as a practitioner's own set may be.
+
+    python benchmarks/few_labels.py --sets 148,358,479,all --train-size 1250 --latent-dim 10 --variants spreading \
+        --label-slack 2 --no-peer --draws 10 --out benchmarks/results/few_labels_validation_z10_small.json
 """
 
 from __future__ import annotations
@@ -66,8 +71,23 @@ VARIANTS = {
 }
 
 
-def load_set(name: str, mnist_dir: Path, split: str, seed: int = 0):
-    """(train images, train labels, eval images, eval labels) as float32 (N, H, W) in [0, 1] and int64."""
+def load_set(name: str, mnist_dir: Path, split: str, seed: int = 0, *, train_size: int = 0, downsample: int = 1):
+    """(train images, train labels, eval images, eval labels) as float32 (N, H, W) in [0, 1] and int64; with
+    ``train_size`` a seeded subset of that many training images, with ``downsample`` K the mean of K x K blocks."""
+    x_train, y_train, x_eval, y_eval = _split_set(name, mnist_dir, split, seed)
+    if train_size:
+        keep = np.sort(np.random.default_rng(seed + 2).permutation(len(y_train))[:train_size])
+        x_train, y_train = x_train[keep], y_train[keep]
+    return _downsample(x_train, downsample), y_train, _downsample(x_eval, downsample), y_eval
+
+
+def _downsample(images: np.ndarray, k: int) -> np.ndarray:
+    """The mean of each k x k block of images (N, H, W), edges cropped to a multiple of k: (N, H // k, W // k)."""
+    n, h, w = images.shape
+    return images[:, : h - h % k, : w - w % k].reshape(n, h // k, k, w // k, k).mean(axis=(2, 4))
+
+
+def _split_set(name: str, mnist_dir: Path, split: str, seed: int):
     if name == "digits8":
         from sklearn.datasets import load_digits
 
@@ -116,7 +136,8 @@ def run_set(name: str, args) -> dict:
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.semi_supervised import LabelSpreading
 
-    x_train, y_train, x_eval, y_eval = load_set(name, Path(args.mnist), args.split)
+    x_train, y_train, x_eval, y_eval = load_set(name, Path(args.mnist), args.split, train_size=args.train_size,
+                                                downsample=args.downsample)
     labelled_sets = draws(y_train, args.draws)
     model_config = VAEConfig(image_shape=x_train.shape[1:], latent_dim=args.latent_dim,
                              neighbour_weight=args.neighbour_weight, neighbour_dof=args.neighbour_dof,
@@ -130,6 +151,7 @@ def run_set(name: str, args) -> dict:
                        device=pick_device(args.device), progress=False)
     Z, Z_eval = encode_means(result.model, x_train), encode_means(result.model, x_eval)
     out = {"set": name, "classes": np.unique(y_train).tolist(), "n_train": len(y_train), "n_eval": len(y_eval),
+           "train_size": args.train_size, "downsample": args.downsample, "image_shape": list(x_train.shape[1:]),
            "split": args.split, "latent_dim": args.latent_dim, "neighbour_weight": args.neighbour_weight,
            "neighbour_dof": model_config.neighbour_dof, "perplexity": args.perplexity,
            "teacher_latent_dim": args.teacher_latent_dim, "teacher": result.teacher,
@@ -194,11 +216,15 @@ def main() -> None:
     parser.add_argument("--calibration-share", type=float, default=NoveltyConfig().calibration_share,
                         help="share of the training images kept from the VAE for the novelty calibration "
                              "(default: vaegmm's rule, 0.1 on sets small enough that --min-steps raises the epochs)")
+    parser.add_argument("--train-size", type=int, default=0, help="keep a seeded this many training images (0: all)")
+    parser.add_argument("--downsample", type=int, default=1, help="average K x K pixel blocks (1: the images as they are)")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the standard recipe")
     parser.add_argument("--no-pixels", dest="pixels", action="store_false", help="skip LabelSpreading on pixels")
     parser.add_argument("--mnist", default=os.environ.get("VAEGMM_DATA", HERE.parent.parent / "shared/data/mnist"))
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.train_size < 0 or args.downsample < 1:
+        parser.error(f"--train-size must be 0 (all) or more and --downsample 1 or more; got {args.train_size} and {args.downsample}")
     args.variants = args.variants.split(",")
     warnings.simplefilter("ignore")
     results = [run_set(name, args) for name in args.sets.split(",")]
