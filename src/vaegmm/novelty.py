@@ -9,8 +9,8 @@ Three per-image statistics come from one encoder and one decoder pass:
   (the decoded latent mean), in [0, 2] — high for images the decoder cannot draw: other shapes, noise,
   shifts, and a blank or constant image, whose correlation is undefined and counted as 0;
 - ``edge_dissimilarity``: the same between the two images' edges (differences of neighbouring pixels),
-  which weighs where strokes begin and end: a 9 drawn by a model of 4s as a 4 differs from it in a few
-  edge pixels more than in its ink;
+  which weighs where strokes begin and end more than the ink between them; alone it ranks unseen digits
+  about as the pixel correlation does, but it misses other images, so the two add up;
 - ``latent_nll``: -log p(μ) under the GMM — high for latent means outside every class's cluster.
 
 The correlations, unlike the summed reconstruction error, do not grow with how much ink an image holds
