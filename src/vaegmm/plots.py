@@ -331,7 +331,7 @@ def score_histogram(train_scores: np.ndarray, test_scores: np.ndarray, threshold
                 weights=np.full(len(scores), 1 / len(scores)))
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.2f}")
     ax.set_yscale("log")
-    ax.set_xlabel("novelty score (standard deviations above the training images; 0: nothing unusual)")
+    ax.set_xlabel("novelty score (summed standard deviations above the training images; 0: nothing unusual)")
     ax.set_ylabel("share of the images")
     ax.set_title(title)
     ax.legend(fontsize=9)
