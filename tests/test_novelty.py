@@ -99,6 +99,18 @@ def test_reconstruction_correlation_matches_numpy_and_is_zero_for_constant_image
     assert (encoded["edge_corr"][5:] == 0.0).all()  # a constant image has no edges
 
 
+def test_edge_correlation_in_blocks_covers_every_image_in_order(monkeypatch):
+    import torch
+
+    import vaegmm.model as model_module
+
+    images, recon = torch.rand(10, 5, 7), torch.rand(10, 5, 7)
+    whole = model_module._edge_correlation(images, recon)
+    monkeypatch.setattr(model_module, "EDGE_BLOCK_BYTES", 3 * 4 * (5 * 6 + 4 * 7))  # three images a block: 3, 3, 3, 1
+    np.testing.assert_allclose(model_module._edge_correlation(images, recon).numpy(), whole.numpy(), rtol=1e-6)
+    assert len(whole) == 10
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1)])
 def test_edge_correlation_of_images_with_few_or_no_edges(shape):
     import torch
