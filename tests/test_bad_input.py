@@ -204,6 +204,24 @@ def test_train_warns_when_new_ordinary_images_are_flagged_too_often(share, remed
     assert "warning: that is more than a 1.0% rate plausibly flags" in captured.err and remedy in captured.err
 
 
+def test_gmm_file_of_an_older_novelty_format_classifies_for_the_course_and_is_refused_for_novelty(files, capsys, tmp_path,
+                                                                                                  monkeypatch):
+    import pickle
+
+    state = pickle.loads((files / "run/gmm_params.pkl").read_bytes())
+    state["novelty"]["version"] = 3  # the larger of two statistics, before the edge dissimilarity
+    old = tmp_path / "old_gmm.pkl"
+    old.write_bytes(pickle.dumps(state, protocol=4))
+    monkeypatch.chdir(tmp_path)
+    assert course_main([str(files / "test.npz"), "test_classifier", str(files / "run/vae.pth"), str(old)]) == 0
+    assert (tmp_path / "vae.csv").read_text().splitlines()[0] == "Predicted_Label"
+    capsys.readouterr()
+    code = main(["classify", str(files / "test.npz"), "--model", str(files / "run/vae.pth"), "--gmm", str(old),
+                 "--out", str(tmp_path / "p.csv")])
+    _expect_error(capsys, code, "old_gmm.pkl", "of another version", "re-create the file with the 'train' command")
+    assert not (tmp_path / "p.csv").exists()
+
+
 def test_gmm_of_another_latent_size(files, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = course_main([str(files / "test.npz"), "test_classifier", str(files / "run/vae.pth"), str(files / "run3/gmm_params.pkl")])

@@ -235,9 +235,10 @@ def job_classify(args: argparse.Namespace) -> None:
 
     dataset = load_images(args.input)
     model = load_model_for(args.model, dataset, device=args.device)
-    gmm, novelty = load_gmm_file(args.gmm, model, args.model)
-    # The course's grader reads a single Predicted_Label column: vae.py never adds the novelty columns.
-    predictions, metrics, flags = classify_to_file(model, gmm, dataset, args.out, novelty=None if args.course else novelty)
+    # The course's grader reads a single Predicted_Label column: vae.py never adds the novelty columns, nor reads
+    # the calibration behind them.
+    gmm, novelty = load_gmm_file(args.gmm, model, args.model, novelty=not args.course)
+    predictions, metrics, flags = classify_to_file(model, gmm, dataset, args.out, novelty=novelty)
     if metrics is not None:
         _print_metrics(f"classification of {len(predictions)} images from {args.input}:", metrics["classification"])
         _note_unknown_labels(metrics.get("unknown_labels"), len(predictions))

@@ -183,9 +183,11 @@ def train_and_fit(
     return summary
 
 
-def load_gmm_file(gmm_path: str | Path, model: VAE, model_path: str | Path) -> tuple[GaussianMixture, NoveltyDetector | None]:
+def load_gmm_file(gmm_path: str | Path, model: VAE, model_path: str | Path, *,
+                  novelty: bool = True) -> tuple[GaussianMixture, NoveltyDetector | None]:
     """Load a GMM file safely, check that it was fitted in this model's latent space, and return the
-    mixture with its novelty calibration (None in files written before it existed)."""
+    mixture with its novelty calibration (None in files written before it existed, or when ``novelty`` is
+    False: labels alone do not need it, so a file of an older novelty format still classifies)."""
     state = load_plain_pickle(gmm_path)
     gmm = GaussianMixture.from_dict(state, source=str(gmm_path))
     latent_dim = model.config.latent_dim
@@ -200,13 +202,14 @@ def load_gmm_file(gmm_path: str | Path, model: VAE, model_path: str | Path) -> t
             f"{gmm_path}: was fitted on another model's latent space than {model_path}. Use the GMM file "
             "written together with this model by 'train', or re-run 'train'."
         )
-    novelty = NoveltyDetector.from_dict(state["novelty"], source=str(gmm_path)) if "novelty" in state else None
-    return gmm, novelty
+    if not novelty or "novelty" not in state:
+        return gmm, None
+    return gmm, NoveltyDetector.from_dict(state["novelty"], source=str(gmm_path))
 
 
 def load_gmm_for(gmm_path: str | Path, model: VAE, model_path: str | Path) -> GaussianMixture:
-    """The mixture of :func:`load_gmm_file`."""
-    return load_gmm_file(gmm_path, model, model_path)[0]
+    """The mixture of :func:`load_gmm_file`, without its novelty calibration."""
+    return load_gmm_file(gmm_path, model, model_path, novelty=False)[0]
 
 
 def load_model_for(model_path: str | Path, dataset: Dataset | None = None, *, device: str = "auto") -> VAE:
