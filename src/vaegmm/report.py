@@ -134,7 +134,8 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
         rep.heading("Novelty: images of no known class")
         rep.paragraph(f"Each image's novelty score sums three one-sided standard scores against the training images: "
                       f"how unlike its reconstruction it is (1 minus their correlation), how unlike the reconstruction's "
-                      f"edges its edges are, and how improbable its latent mean is under the GMM (vaegmm.novelty). The threshold {n['threshold']:.2f} flags {n['flag_rate']:.1%} "
+                      f"edges its edges are, and how improbable its latent mean is under the GMM (vaegmm.novelty). "
+                      f"The threshold {n['threshold']:.2f} flags {n['flag_rate']:.1%} "
                       f"of {run['novelty'].calibrated_on}, on which it was calibrated; it flags {n['flagged_test']} of the "
                       f"{evaluation['n_test']} test images ({n['flagged_test_rate']:.1%}).")
         check = summary.get("novelty", {}).get("held_out_check")
