@@ -184,11 +184,12 @@ def encode_statistics(model: VAE, images, *, batch_size: int = 4096) -> dict[str
     mus, logvars, corrs, edge_corrs = [], [], [], []
     for x in _batches(images, batch_size, device):
         x = x.reshape(len(x), *model.config.image_shape)  # (B, H, W)
-        mu, logvar = model.encode(x.reshape(len(x), -1))  # (B, latent_dim) each
+        flat = x.reshape(len(x), -1)  # (B, input_dim)
+        mu, logvar = model.encode(flat)  # (B, latent_dim) each
         recon = model.decode(mu)  # (B, H, W)
         mus.append(mu.double().cpu()), logvars.append(logvar.double().cpu())
         # float32 sums of one image's pixels: within 1e-6 of float64, 10x faster
-        corrs.append(_pearson(x.reshape(len(x), -1), recon.reshape(len(x), -1)).double().cpu())
+        corrs.append(_pearson(flat, recon.reshape(len(x), -1)).double().cpu())
         edge_corrs.append(_edge_correlation(x, recon).double().cpu())
     return {"mu": torch.cat(mus).numpy(), "logvar": torch.cat(logvars).numpy(), "recon_corr": torch.cat(corrs).numpy(),
             "edge_corr": torch.cat(edge_corrs).numpy()}
@@ -219,10 +220,10 @@ def _edges(images: "torch.Tensor") -> "torch.Tensor":
 def _pearson(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
     """Row-wise Pearson correlation of a and b (B, P): (B,), 0 for a row where either is constant
     (its correlation is undefined, and a constant image is as unlike a drawn one as any)."""
-    # Constant rows are found by their range, not their centred norm: a mean rounds, leaving a few ulps
-    # of "spread" whose correlation with anything is noise.
     if a.shape[1] == 0:  # e.g. the edges of 1x1 images: nothing to correlate
         return torch.zeros(len(a), dtype=a.dtype, device=a.device)
+    # Constant rows are found by their range, not their centred norm: a mean rounds, leaving a few ulps
+    # of "spread" whose correlation with anything is noise.
     varies = (a.amax(dim=1) > a.amin(dim=1)) & (b.amax(dim=1) > b.amin(dim=1))  # (B,)
     a = a - a.mean(dim=1, keepdim=True)
     b = b - b.mean(dim=1, keepdim=True)
