@@ -206,6 +206,31 @@ def test_m_step_matches_weighted_moments_and_keeps_an_emptied_component():
     np.testing.assert_array_equal(covs[1], np.eye(3))
 
 
+@pytest.mark.parametrize("held", [True, False], ids=["products held", "products in blocks"])
+@pytest.mark.parametrize("distance", [3.0, 1e4], ids=["near", "tight and far off"])
+def test_m_step_covariances_match_centred_moments(monkeypatch, held, distance):
+    """The M-step takes second moments about the data's mean, from outer products held for the whole fit or
+    (on large data) built block by block: both must give the centred weighted covariance, and so must a tight
+    cluster far from the data's mean, where that subtraction would cancel every digit (it is centred anew)."""
+    import vaegmm.gmm as gmm_module
+
+    if not held:
+        monkeypatch.setattr(gmm_module, "_PRODUCT_FLOATS", 0)
+        monkeypatch.setattr(gmm_module, "_CACHE_FLOATS", 7 * 4 * 4)  # blocks of 7 rows: several, the last one short
+    rng = np.random.default_rng(7)
+    scale = 1e-3 if distance > 100 else 0.5
+    X = np.concatenate([distance + scale * rng.normal(size=(150, 4)), -distance + scale * rng.normal(size=(150, 4))])
+    resp = rng.random((300, 2)) * (1e-3 if distance < 100 else 0.0)  # far off: each cluster its own component alone
+    resp[:150, 0] = resp[150:, 1] = 1.0
+    resp /= resp.sum(axis=1, keepdims=True)
+    moments = gmm_module.Moments(X)
+    assert (moments.products is not None) == held
+    nk, means, covs = gmm_module._gaussian_parameters_kn(moments, np.ascontiguousarray(resp.T), 0.0)
+    for k in range(2):
+        np.testing.assert_allclose(means[k], np.average(X, axis=0, weights=resp[:, k]), rtol=1e-12)
+        np.testing.assert_allclose(covs[k], np.cov(X.T, aweights=resp[:, k], bias=True), rtol=1e-9, atol=1e-12)
+
+
 def test_keep_going_stops_em_and_keeps_the_parameters_it_judged(blobs):
     X, _ = blobs
     seen = []

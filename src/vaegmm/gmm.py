@@ -29,6 +29,11 @@ _EMPTY_COMPONENT = 10 * np.finfo(np.float64).eps
 _MAX_REG_RETRIES = 12
 # Floats (2 MiB of float64) in a working block of the E-step: about what a core's L2 cache holds.
 _CACHE_FLOATS = 1 << 18
+# Floats (64 MiB) up to which a fit keeps every point's outer product for its M-steps (Moments).
+_PRODUCT_FLOATS = 1 << 23
+# Largest ratio of a component's squared distance from the data's mean to its variance for which the M-step
+# takes its covariance from second moments about that mean (at most 6 of float64's 16 digits cancel).
+_MAX_CANCELLATION = 1e6
 FORMAT = "vaegmm.gmm"
 FORMAT_VERSION = 1
 
@@ -53,12 +58,24 @@ class Moments:
     EM runs with points along the last axis, ``(K, N)``: numpy reduces over a long contiguous axis far
     faster than over a short trailing one (a few components, a 2-D latent). ``XT`` is (D, N). Reusing
     the scratch arrays spares the page faults of allocating megabytes afresh every step.
+
+    The M-step's second moments come from the points' outer products about the data's mean, ``products``
+    (N, D·D), computed once per fit (or block by block on data too large to hold them): each step is then
+    one matrix product for every component at once, 2-6x faster than centring the data on each
+    component's mean in turn (the exact centring is kept for a component too tight and far off for
+    the subtraction E[x̃x̃ᵀ] - μ̃μ̃ᵀ, ``_MAX_CANCELLATION``).
     """
 
     def __init__(self, X: np.ndarray) -> None:
         self.X = X  # (N, D)
         self.XT = np.ascontiguousarray(X.T)  # (D, N)
         self._scratch: dict[str, np.ndarray] = {}
+        n_points, n_features = X.shape
+        self.centre = X.mean(axis=0) if n_points else np.zeros(n_features)  # (D,)
+        self.centred = X - self.centre  # (N, D)
+        self.products = None
+        if n_points * n_features ** 2 <= _PRODUCT_FLOATS:
+            self.products = _outer_products(self.centred)  # (N, D·D)
 
     def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """An uninitialised float64 array of ``shape``, the same one each time it is asked for."""
@@ -66,6 +83,23 @@ class Moments:
         if array is None or array.shape != shape:
             array = self._scratch[name] = np.empty(shape)
         return array
+
+    def second_moments(self, resp: np.ndarray) -> np.ndarray:
+        """Σ_n resp[k, n] x̃_n x̃_nᵀ about the data's mean, for resp (K, N): (K, D, D)."""
+        n_points, n_features = self.centred.shape
+        if self.products is not None:
+            return (resp @ self.products).reshape(len(resp), n_features, n_features)
+        total = np.zeros((len(resp), n_features ** 2))
+        rows = max(1, _CACHE_FLOATS // n_features ** 2)
+        for start in range(0, n_points, rows):
+            stop = min(start + rows, n_points)
+            total += resp[:, start:stop] @ _outer_products(self.centred[start:stop])
+        return total.reshape(len(resp), n_features, n_features)
+
+
+def _outer_products(X: np.ndarray) -> np.ndarray:
+    """Each row's outer product with itself, flattened: X (N, D) -> (N, D·D)."""
+    return (X[:, :, None] * X[:, None, :]).reshape(len(X), -1)
 
 
 def _log_gaussian_prob_kn(XT: np.ndarray, means: np.ndarray, precisions_chol: np.ndarray,
@@ -129,19 +163,19 @@ def _normalise_kn(log_prob: np.ndarray) -> np.ndarray:
 def _gaussian_parameters_kn(moments: Moments, resp: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The M-step from responsibilities resp (K, N): nk (K,), means (K, D), covariances (K, D, D)."""
     nk = resp.sum(axis=1) + _EMPTY_COMPONENT  # (K,)
-    means = resp @ moments.X / nk[:, None]  # (K, D)
-    n_components, n_features = means.shape
-    shape = moments.XT.shape
-    diff, weighted = moments.scratch("diff", shape), moments.scratch("weighted", shape)  # (D, N) each
-    covariances = np.empty((n_components, n_features, n_features))
-    # One component at a time: its (D, N) arrays stay in cache where a (K, D, N) pair would not.
-    for k in range(n_components):
-        np.subtract(moments.XT, means[k][:, None], out=diff)  # centred: no cancellation, unlike E[xxᵀ] - μμᵀ
-        np.multiply(diff, resp[k], out=weighted)
-        np.matmul(weighted, diff.T, out=covariances[k])
-    covariances /= nk[:, None, None]
-    covariances[:, np.arange(n_features), np.arange(n_features)] += reg_covar
-    return nk, means, covariances
+    offsets = resp @ moments.centred / nk[:, None]  # (K, D): the means less the data's mean
+    n_features = offsets.shape[1]
+    diagonal = np.arange(n_features)
+    covariances = moments.second_moments(resp) / nk[:, None, None]  # (K, D, D)
+    covariances -= offsets[:, :, None] * offsets[:, None, :]
+    # E[x̃x̃ᵀ] - μ̃μ̃ᵀ keeps 16 - log10(ratio) digits, the ratio of a component's squared distance from the data's
+    # mean to its variance; past _MAX_CANCELLATION (a tight component far off) it is centred on its own mean.
+    spread = np.maximum(covariances[:, diagonal, diagonal].min(axis=1), np.finfo(np.float64).tiny)  # (K,)
+    for k in np.flatnonzero(np.square(offsets).sum(axis=1) > _MAX_CANCELLATION * spread):
+        diff = moments.centred.T - offsets[k][:, None]  # (D, N)
+        covariances[k] = (diff * resp[k]) @ diff.T / nk[k]
+    covariances[:, diagonal, diagonal] += reg_covar
+    return nk, offsets + moments.centre, covariances
 
 
 def estimate_gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
