@@ -206,7 +206,7 @@ def test_m_step_matches_weighted_moments_and_keeps_an_emptied_component():
     np.testing.assert_array_equal(covs[1], np.eye(3))
 
 
-@pytest.mark.parametrize("held", [True, False], ids=["products held", "products in blocks"])
+@pytest.mark.parametrize("held", [True, False], ids=["features held", "features in blocks"])
 @pytest.mark.parametrize("distance", [3.0, 1e4], ids=["near", "tight and far off"])
 def test_m_step_covariances_match_centred_moments(monkeypatch, held, distance):
     """The M-step takes second moments about the data's mean, from outer products held for the whole fit or
@@ -224,11 +224,30 @@ def test_m_step_covariances_match_centred_moments(monkeypatch, held, distance):
     resp[:150, 0] = resp[150:, 1] = 1.0
     resp /= resp.sum(axis=1, keepdims=True)
     moments = gmm_module.Moments(X)
-    assert (moments.products is not None) == held
+    assert (moments.features is not None) == held
     nk, means, covs = gmm_module._gaussian_parameters_kn(moments, np.ascontiguousarray(resp.T), 0.0)
     for k in range(2):
         np.testing.assert_allclose(means[k], np.average(X, axis=0, weights=resp[:, k]), rtol=1e-12)
         np.testing.assert_allclose(covs[k], np.cov(X.T, aweights=resp[:, k], bias=True), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("distance", [3.0, 1e4], ids=["near", "tight and far off"])
+def test_em_log_density_from_moments_matches_the_direct_one(distance):
+    """Inside a fit the E-step reads each point's moments about the data's mean (x̃ᵀΛx̃ - 2μ̃ᵀΛx̃ + μ̃ᵀΛμ̃):
+    it must give the direct log-density, and so must a tight component far off, where those terms would
+    swamp it (it is computed the direct way)."""
+    import vaegmm.gmm as gmm_module
+
+    rng = np.random.default_rng(9)
+    X = np.concatenate([rng.normal(size=(200, 3)), distance + 1e-3 * rng.normal(size=(20, 3))])
+    means = np.array([[0.1, 0.0, -0.1], [distance] * 3])
+    precisions_chol = compute_precision_cholesky(np.stack([np.eye(3), 1e-6 * np.eye(3)]))
+    moments = gmm_module.Moments(X)
+    got = gmm_module._log_gaussian_prob_kn(moments.XT, means, precisions_chol, moments)  # (K, N)
+    expected = np.stack([multivariate_normal(m, np.linalg.inv(p @ p.T)).logpdf(X) for m, p in zip(means, precisions_chol)])
+    near = expected > -1e3  # the densities EM weighs; far below, only their order matters
+    np.testing.assert_allclose(got[near], expected[near], rtol=1e-9, atol=1e-8)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
 
 
 def test_keep_going_stops_em_and_keeps_the_parameters_it_judged(blobs):

@@ -29,10 +29,11 @@ _EMPTY_COMPONENT = 10 * np.finfo(np.float64).eps
 _MAX_REG_RETRIES = 12
 # Floats (2 MiB of float64) in a working block of the E-step: about what a core's L2 cache holds.
 _CACHE_FLOATS = 1 << 18
-# Floats (64 MiB) up to which a fit keeps every point's outer product for its M-steps (Moments).
+# Floats (64 MiB) up to which a fit keeps every point's outer product for its E- and M-steps (Moments).
 _PRODUCT_FLOATS = 1 << 23
-# Largest ratio of a component's squared distance from the data's mean to its variance for which the M-step
-# takes its covariance from second moments about that mean (at most 6 of float64's 16 digits cancel).
+# How large the terms EM subtracts may grow before a component's covariance or log-density is computed the direct
+# way instead of from the points' moments about the data's mean (Moments): at most 6 of float64's 16 digits cancel,
+# relative to a covariance's own variance, or 1e-10 nats of a log-density.
 _MAX_CANCELLATION = 1e6
 FORMAT = "vaegmm.gmm"
 FORMAT_VERSION = 1
@@ -59,11 +60,13 @@ class Moments:
     faster than over a short trailing one (a few components, a 2-D latent). ``XT`` is (D, N). Reusing
     the scratch arrays spares the page faults of allocating megabytes afresh every step.
 
-    The M-step's second moments come from the points' outer products about the data's mean, ``products``
-    (N, D·D), computed once per fit (or block by block on data too large to hold them): each step is then
-    one matrix product for every component at once, 2-6x faster than centring the data on each
-    component's mean in turn (the exact centring is kept for a component too tight and far off for
-    the subtraction E[x̃x̃ᵀ] - μ̃μ̃ᵀ, ``_MAX_CANCELLATION``).
+    Both steps read each point through ``features`` (N, D·D + D), its outer product with itself and the
+    point, about the data's mean x̃ = x - centre, computed once per fit: a step is then one matrix
+    product for every component at once (2-6x faster than taking the components one by one). The
+    M-step's covariance is E[x̃x̃ᵀ] - μ̃μ̃ᵀ, the E-step's Mahalanobis distance x̃ᵀΛx̃ - 2μ̃ᵀΛx̃ + μ̃ᵀΛμ̃. Both
+    subtract large numbers where a component is tight and far from the data's mean; such a component
+    (beyond ``_MAX_CANCELLATION``) is computed the direct way instead, as is all data too large to hold
+    its features (``_PRODUCT_FLOATS``; the M-step then builds them block by block).
     """
 
     def __init__(self, X: np.ndarray) -> None:
@@ -73,9 +76,10 @@ class Moments:
         n_points, n_features = X.shape
         self.centre = X.mean(axis=0) if n_points else np.zeros(n_features)  # (D,)
         self.centred = X - self.centre  # (N, D)
-        self.products = None
-        if n_points * n_features ** 2 <= _PRODUCT_FLOATS:
-            self.products = _outer_products(self.centred)  # (N, D·D)
+        self.radius2 = float(np.square(self.centred).sum(axis=1).max()) if n_points else 0.0  # the farthest point's x̃ᵀx̃
+        self.features = None
+        if n_points * (n_features ** 2 + n_features) <= _PRODUCT_FLOATS:
+            self.features = np.concatenate([_outer_products(self.centred), self.centred], axis=1)  # (N, D·D + D)
 
     def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """An uninitialised float64 array of ``shape``, the same one each time it is asked for."""
@@ -84,17 +88,19 @@ class Moments:
             array = self._scratch[name] = np.empty(shape)
         return array
 
-    def second_moments(self, resp: np.ndarray) -> np.ndarray:
-        """Σ_n resp[k, n] x̃_n x̃_nᵀ about the data's mean, for resp (K, N): (K, D, D)."""
+    def weighted_moments(self, resp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Σ_n resp[k, n] x̃_n (K, D) and Σ_n resp[k, n] x̃_n x̃_nᵀ (K, D, D) about the data's mean, for resp (K, N)."""
         n_points, n_features = self.centred.shape
-        if self.products is not None:
-            return (resp @ self.products).reshape(len(resp), n_features, n_features)
-        total = np.zeros((len(resp), n_features ** 2))
-        rows = max(1, _CACHE_FLOATS // n_features ** 2)
+        square = n_features ** 2
+        if self.features is not None:
+            sums = resp @ self.features  # (K, D·D + D)
+            return sums[:, square:], sums[:, :square].reshape(len(resp), n_features, n_features)
+        total = np.zeros((len(resp), square))
+        rows = max(1, _CACHE_FLOATS // square)
         for start in range(0, n_points, rows):
             stop = min(start + rows, n_points)
             total += resp[:, start:stop] @ _outer_products(self.centred[start:stop])
-        return total.reshape(len(resp), n_features, n_features)
+        return resp @ self.centred, total.reshape(len(resp), n_features, n_features)
 
 
 def _outer_products(X: np.ndarray) -> np.ndarray:
@@ -106,6 +112,30 @@ def _log_gaussian_prob_kn(XT: np.ndarray, means: np.ndarray, precisions_chol: np
                           moments: Moments | None = None) -> np.ndarray:
     """log N(x_n | μ_k, Σ_k) as (K, N). XT (D, N); means (K, D); precisions_chol (K, D, D).
 
+    With ``moments`` (XT must be its ``XT``) holding its features, from them (see :class:`Moments`)."""
+    if moments is None or moments.features is None:
+        return _log_gaussian_prob_direct_kn(XT, means, precisions_chol, moments)
+    n_components, n_features = means.shape
+    log_det = np.log(np.diagonal(precisions_chol, axis1=1, axis2=2)).sum(axis=1)  # (K,) = -½ log|Σ_k|
+    precisions = precisions_chol @ precisions_chol.transpose(0, 2, 1)  # (K, D, D) Λ_k = P_k P_kᵀ
+    offsets = means - moments.centre  # (K, D) μ̃_k
+    pulled = np.einsum("kde,ke->kd", precisions, offsets)  # (K, D) Λ_k μ̃_k
+    coefficients = np.concatenate([precisions.reshape(n_components, n_features ** 2), -2.0 * pulled], axis=1)
+    out = coefficients @ moments.features.T  # (K, N) = x̃ᵀΛx̃ - 2μ̃ᵀΛx̃
+    out += (np.einsum("kd,kd->k", pulled, offsets) + n_features * LOG_2PI)[:, None]
+    out *= -0.5
+    out += log_det[:, None]
+    # The terms subtracted are at most trace(Λ_k)·(|x̃|² + |μ̃_k|²): past _MAX_CANCELLATION, too many digits cancel.
+    magnitude = np.square(precisions_chol).sum(axis=(1, 2)) * (moments.radius2 + np.square(offsets).sum(axis=1))  # (K,)
+    far = magnitude > _MAX_CANCELLATION
+    if far.any():
+        out[far] = _log_gaussian_prob_direct_kn(XT, means[far], precisions_chol[far])
+    return out
+
+
+def _log_gaussian_prob_direct_kn(XT: np.ndarray, means: np.ndarray, precisions_chol: np.ndarray,
+                                 moments: Moments | None = None) -> np.ndarray:
+    """:func:`_log_gaussian_prob_kn` by projecting each point with each P_k: no subtraction of large terms.
     ``moments`` lends its scratch space when given (XT must be its ``XT``)."""
     n_components, n_features = means.shape
     n_points = XT.shape[1]
@@ -163,10 +193,11 @@ def _normalise_kn(log_prob: np.ndarray) -> np.ndarray:
 def _gaussian_parameters_kn(moments: Moments, resp: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The M-step from responsibilities resp (K, N): nk (K,), means (K, D), covariances (K, D, D)."""
     nk = resp.sum(axis=1) + _EMPTY_COMPONENT  # (K,)
-    offsets = resp @ moments.centred / nk[:, None]  # (K, D): the means less the data's mean
+    first, second = moments.weighted_moments(resp)  # (K, D), (K, D, D)
+    offsets = first / nk[:, None]  # (K, D): the means less the data's mean
     n_features = offsets.shape[1]
     diagonal = np.arange(n_features)
-    covariances = moments.second_moments(resp) / nk[:, None, None]  # (K, D, D)
+    covariances = second / nk[:, None, None]  # (K, D, D)
     covariances -= offsets[:, :, None] * offsets[:, None, :]
     # E[x̃x̃ᵀ] - μ̃μ̃ᵀ keeps 16 - log10(ratio) digits, the ratio of a component's squared distance from the data's
     # mean to its variance; past _MAX_CANCELLATION (a tight component far off) it is centred on its own mean.
