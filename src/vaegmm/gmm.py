@@ -353,15 +353,14 @@ class GaussianMixture:
         covariances_init: np.ndarray | None = None,
         component_classes: np.ndarray | None = None,
         allowed: np.ndarray | None = None,
-        keep_going: Callable[[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]], bool] | None = None,
+        keep_going: Callable[[np.ndarray], bool] | None = None,
     ) -> "GaussianMixture":
         """EM on X (N, D) from the given start.
 
         means_init (K, D); weights_init (K,) defaults to the shares of a hard nearest-mean assignment;
         covariances_init (K, D, D) to that assignment's covariances. ``allowed`` (N, K) restricts which
         components each point may belong to (labelled points). ``component_classes`` (K,) defaults to
-        one class per component. ``keep_going``, given the responsibilities (K, N) of each E-step and the
-        parameters they came from (weights (K,), means (K, D), precisions' Cholesky factors (K, D, D)), may
+        one class per component. ``keep_going``, given the responsibilities (K, N) of each E-step, may
         return False to stop EM there (``stopped_`` is then True): a guard that refuses a fit once it
         strays spares the remaining iterations.
         """
@@ -401,7 +400,7 @@ class GaussianMixture:
         converged = stopped = False
         for n_iter in range(1, self.max_iter + 1):
             lower_bound, resp = _e_step_kn(moments.XT, weights, means, precisions_chol, allowed_kn, moments)  # (K, N)
-            if keep_going is not None and not keep_going(resp, (weights, means, precisions_chol)):
+            if keep_going is not None and not keep_going(resp):
                 history.append(lower_bound)  # the likelihood of the parameters kept
                 stopped = True
                 break
