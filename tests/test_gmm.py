@@ -206,28 +206,29 @@ def test_m_step_matches_weighted_moments_and_keeps_an_emptied_component():
     np.testing.assert_array_equal(covs[1], np.eye(3))
 
 
-@pytest.mark.parametrize("held", [True, False], ids=["features held", "features in blocks"])
+@pytest.mark.parametrize("from_features", [True, False], ids=["from features", "direct"])
 @pytest.mark.parametrize("distance", [3.0, 1e4], ids=["near", "tight and far off"])
-def test_m_step_covariances_match_centred_moments(monkeypatch, held, distance):
-    """The M-step takes second moments about the data's mean, from outer products held for the whole fit or
-    (on large data) built block by block: both must give the centred weighted covariance, and so must a tight
-    cluster far from the data's mean, where that subtraction would cancel every digit (it is centred anew)."""
+def test_m_step_covariances_match_centred_moments(monkeypatch, from_features, distance):
+    """With more components than dimensions the M-step takes second moments about the data's mean from
+    each point's outer product (Moments.features), else centres on each component's mean: both must give
+    the centred weighted covariance, and so must a tight cluster far from the data's mean, where the
+    first would cancel every digit (it is centred anew)."""
     import vaegmm.gmm as gmm_module
 
-    if not held:
+    if not from_features:
         monkeypatch.setattr(gmm_module, "_PRODUCT_FLOATS", 0)
-        monkeypatch.setattr(gmm_module, "_CACHE_FLOATS", 7 * 4 * 4)  # blocks of 7 rows: several, the last one short
     rng = np.random.default_rng(7)
     scale = 1e-3 if distance > 100 else 0.5
-    X = np.concatenate([distance + scale * rng.normal(size=(150, 4)), -distance + scale * rng.normal(size=(150, 4))])
-    resp = rng.random((300, 2)) * (1e-3 if distance < 100 else 0.0)  # far off: each cluster its own component alone
-    resp[:150, 0] = resp[150:, 1] = 1.0
+    X = np.concatenate([distance + scale * rng.normal(size=(150, 2)), -distance + scale * rng.normal(size=(150, 2)),
+                        rng.normal(size=(100, 2))])
+    resp = rng.random((400, 3)) * (1e-3 if distance < 100 else 0.0)  # far off: each cluster its own component alone
+    resp[:150, 0] = resp[150:300, 1] = resp[300:, 2] = 1.0
     resp /= resp.sum(axis=1, keepdims=True)
     moments = gmm_module.Moments(X)
-    assert (moments.features is not None) == held
+    assert moments.use_features(3) == from_features
     nk, means, covs = gmm_module._gaussian_parameters_kn(moments, np.ascontiguousarray(resp.T), 0.0)
-    for k in range(2):
-        np.testing.assert_allclose(means[k], np.average(X, axis=0, weights=resp[:, k]), rtol=1e-12)
+    for k in range(3):
+        np.testing.assert_allclose(means[k], np.average(X, axis=0, weights=resp[:, k]), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(covs[k], np.cov(X.T, aweights=resp[:, k], bias=True), rtol=1e-9, atol=1e-12)
 
 
@@ -239,10 +240,11 @@ def test_em_log_density_from_moments_matches_the_direct_one(distance):
     import vaegmm.gmm as gmm_module
 
     rng = np.random.default_rng(9)
-    X = np.concatenate([rng.normal(size=(200, 3)), distance + 1e-3 * rng.normal(size=(20, 3))])
-    means = np.array([[0.1, 0.0, -0.1], [distance] * 3])
-    precisions_chol = compute_precision_cholesky(np.stack([np.eye(3), 1e-6 * np.eye(3)]))
+    X = np.concatenate([rng.normal(size=(200, 2)), distance + 1e-3 * rng.normal(size=(20, 2))])
+    means = np.array([[0.1, -0.1], [1.0, 0.5], [distance] * 2])
+    precisions_chol = compute_precision_cholesky(np.stack([np.eye(2), np.diag([0.5, 2.0]), 1e-6 * np.eye(2)]))
     moments = gmm_module.Moments(X)
+    assert moments.use_features(len(means))
     got = gmm_module._log_gaussian_prob_kn(moments.XT, means, precisions_chol, moments)  # (K, N)
     expected = np.stack([multivariate_normal(m, np.linalg.inv(p @ p.T)).logpdf(X) for m, p in zip(means, precisions_chol)])
     near = expected > -1e3  # the densities EM weighs; far below, only their order matters

@@ -60,26 +60,22 @@ class Moments:
     faster than over a short trailing one (a few components, a 2-D latent). ``XT`` is (D, N). Reusing
     the scratch arrays spares the page faults of allocating megabytes afresh every step.
 
-    Both steps read each point through ``features`` (N, D·D + D), its outer product with itself and the
-    point, about the data's mean x̃ = x - centre, computed once per fit: a step is then one matrix
-    product for every component at once (2-6x faster than taking the components one by one). The
-    M-step's covariance is E[x̃x̃ᵀ] - μ̃μ̃ᵀ, the E-step's Mahalanobis distance x̃ᵀΛx̃ - 2μ̃ᵀΛx̃ + μ̃ᵀΛμ̃. Both
-    subtract large numbers where a component is tight and far from the data's mean; such a component
-    (beyond ``_MAX_CANCELLATION``) is computed the direct way instead, as is all data too large to hold
-    its features (``_PRODUCT_FLOATS``; the M-step then builds them block by block).
+    With more components than dimensions (:meth:`use_features`), both steps read each point through
+    ``features`` (N, D·D + D), its outer product with itself and the point, about the data's mean
+    x̃ = x - centre, computed once per fit: a step is then one matrix product for every component at once,
+    2-4x faster than taking the components one by one (40 components in 10-D), which stays faster with
+    fewer components. The M-step's covariance is then E[x̃x̃ᵀ] - μ̃μ̃ᵀ and the E-step's Mahalanobis distance
+    x̃ᵀΛx̃ - 2μ̃ᵀΛx̃ + μ̃ᵀΛμ̃; both subtract large numbers where a component is tight and far from the
+    data's mean, so such a component (beyond ``_MAX_CANCELLATION``) is computed the direct way.
     """
 
     def __init__(self, X: np.ndarray) -> None:
         self.X = X  # (N, D)
         self.XT = np.ascontiguousarray(X.T)  # (D, N)
         self._scratch: dict[str, np.ndarray] = {}
-        n_points, n_features = X.shape
-        self.centre = X.mean(axis=0) if n_points else np.zeros(n_features)  # (D,)
-        self.centred = X - self.centre  # (N, D)
-        self.radius2 = float(np.square(self.centred).sum(axis=1).max()) if n_points else 0.0  # the farthest point's x̃ᵀx̃
-        self.features = None
-        if n_points * (n_features ** 2 + n_features) <= _PRODUCT_FLOATS:
-            self.features = np.concatenate([_outer_products(self.centred), self.centred], axis=1)  # (N, D·D + D)
+        self.centre = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])  # (D,)
+        self.radius2 = float(np.square(X - self.centre).sum(axis=1).max()) if len(X) else 0.0  # the farthest x̃ᵀx̃
+        self._features: np.ndarray | None = None
 
     def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """An uninitialised float64 array of ``shape``, the same one each time it is asked for."""
@@ -88,19 +84,19 @@ class Moments:
             array = self._scratch[name] = np.empty(shape)
         return array
 
-    def weighted_moments(self, resp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Σ_n resp[k, n] x̃_n (K, D) and Σ_n resp[k, n] x̃_n x̃_nᵀ (K, D, D) about the data's mean, for resp (K, N)."""
-        n_points, n_features = self.centred.shape
-        square = n_features ** 2
-        if self.features is not None:
-            sums = resp @ self.features  # (K, D·D + D)
-            return sums[:, square:], sums[:, :square].reshape(len(resp), n_features, n_features)
-        total = np.zeros((len(resp), square))
-        rows = max(1, _CACHE_FLOATS // square)
-        for start in range(0, n_points, rows):
-            stop = min(start + rows, n_points)
-            total += resp[:, start:stop] @ _outer_products(self.centred[start:stop])
-        return resp @ self.centred, total.reshape(len(resp), n_features, n_features)
+    def use_features(self, n_components: int) -> bool:
+        """Whether a step with ``n_components`` reads :attr:`features`: more components than dimensions, and
+        data small enough to hold them (``_PRODUCT_FLOATS``)."""
+        n_points, n_features = self.X.shape
+        return n_components > n_features and 0 < n_points * (n_features ** 2 + n_features) <= _PRODUCT_FLOATS
+
+    @property
+    def features(self) -> np.ndarray:
+        """(N, D·D + D): each point's outer product about the data's mean, then the point about it; built on first use."""
+        if self._features is None:
+            centred = self.X - self.centre  # (N, D)
+            self._features = np.concatenate([_outer_products(centred), centred], axis=1)
+        return self._features
 
 
 def _outer_products(X: np.ndarray) -> np.ndarray:
@@ -112,10 +108,10 @@ def _log_gaussian_prob_kn(XT: np.ndarray, means: np.ndarray, precisions_chol: np
                           moments: Moments | None = None) -> np.ndarray:
     """log N(x_n | μ_k, Σ_k) as (K, N). XT (D, N); means (K, D); precisions_chol (K, D, D).
 
-    With ``moments`` (XT must be its ``XT``) holding its features, from them (see :class:`Moments`)."""
-    if moments is None or moments.features is None:
-        return _log_gaussian_prob_direct_kn(XT, means, precisions_chol, moments)
+    With ``moments`` (XT must be its ``XT``), from its features where it uses them (see :class:`Moments`)."""
     n_components, n_features = means.shape
+    if moments is None or not moments.use_features(n_components):
+        return _log_gaussian_prob_direct_kn(XT, means, precisions_chol, moments)
     log_det = np.log(np.diagonal(precisions_chol, axis1=1, axis2=2)).sum(axis=1)  # (K,) = -½ log|Σ_k|
     precisions = precisions_chol @ precisions_chol.transpose(0, 2, 1)  # (K, D, D) Λ_k = P_k P_kᵀ
     offsets = means - moments.centre  # (K, D) μ̃_k
@@ -193,20 +189,39 @@ def _normalise_kn(log_prob: np.ndarray) -> np.ndarray:
 def _gaussian_parameters_kn(moments: Moments, resp: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The M-step from responsibilities resp (K, N): nk (K,), means (K, D), covariances (K, D, D)."""
     nk = resp.sum(axis=1) + _EMPTY_COMPONENT  # (K,)
-    first, second = moments.weighted_moments(resp)  # (K, D), (K, D, D)
-    offsets = first / nk[:, None]  # (K, D): the means less the data's mean
-    n_features = offsets.shape[1]
+    n_components, n_features = len(resp), moments.X.shape[1]
     diagonal = np.arange(n_features)
-    covariances = second / nk[:, None, None]  # (K, D, D)
+    if not moments.use_features(n_components):
+        means = resp @ moments.X / nk[:, None]  # (K, D)
+        covariances = np.empty((n_components, n_features, n_features))
+        # One component at a time: its (D, N) arrays stay in cache where a (K, D, N) pair would not.
+        for k in range(n_components):
+            covariances[k] = _centred_scatter(moments, means[k], resp[k])
+        covariances /= nk[:, None, None]
+        covariances[:, diagonal, diagonal] += reg_covar
+        return nk, means, covariances
+    square = n_features ** 2
+    sums = resp @ moments.features  # (K, D·D + D): the weighted x̃x̃ᵀ and x̃
+    offsets = sums[:, square:] / nk[:, None]  # (K, D): the means less the data's mean
+    covariances = sums[:, :square].reshape(n_components, n_features, n_features) / nk[:, None, None]
     covariances -= offsets[:, :, None] * offsets[:, None, :]
     # E[x̃x̃ᵀ] - μ̃μ̃ᵀ keeps 16 - log10(ratio) digits, the ratio of a component's squared distance from the data's
     # mean to its variance; past _MAX_CANCELLATION (a tight component far off) it is centred on its own mean.
     spread = np.maximum(covariances[:, diagonal, diagonal].min(axis=1), np.finfo(np.float64).tiny)  # (K,)
+    means = offsets + moments.centre
     for k in np.flatnonzero(np.square(offsets).sum(axis=1) > _MAX_CANCELLATION * spread):
-        diff = moments.centred.T - offsets[k][:, None]  # (D, N)
-        covariances[k] = (diff * resp[k]) @ diff.T / nk[k]
+        covariances[k] = _centred_scatter(moments, means[k], resp[k]) / nk[k]
     covariances[:, diagonal, diagonal] += reg_covar
-    return nk, offsets + moments.centre, covariances
+    return nk, means, covariances
+
+
+def _centred_scatter(moments: Moments, mean: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σ_n weights[n] (x_n - mean)(x_n - mean)ᵀ (D, D), centred first: no cancellation, unlike E[xxᵀ] - μμᵀ."""
+    shape = moments.XT.shape
+    diff, weighted = moments.scratch("diff", shape), moments.scratch("weighted", shape)  # (D, N) each
+    np.subtract(moments.XT, mean[:, None], out=diff)
+    np.multiply(diff, weights, out=weighted)
+    return weighted @ diff.T
 
 
 def estimate_gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
