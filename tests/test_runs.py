@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,6 @@ def test_other_latent_sizes_train_classify_and_report(files, tmp_path, capsys, l
     else:
         assert "3 dimensions; the scatter, ellipse and grid figures show the plane of the two leading principal axes" in md
         assert "along latent dimension 3" in md  # the measurements name every dimension they measured
+        # Three axes read as a list, and the region whose share is measured is three-dimensional.
+        assert re.search(r"standard deviations \d\.\d\d, \d\.\d\d and \d\.\d\d,", md)
+        assert "inside its 1σ ellipsoid" in md and "1σ ellipse " not in md.split("## The latent")[1]

@@ -106,6 +106,12 @@ def _form(stds: list[float]) -> tuple[str, float]:
     return ("round" if ratio < 1.3 else "elongated" if ratio < 3 else "strongly elongated"), ratio
 
 
+def _enumerate(items) -> str:
+    """'a', 'a and b', 'a, b and c': an English list of any length (a 10-D latent has ten axes)."""
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def explain(analysis: dict) -> list[str]:
     """Sentences generated from :func:`latent_analysis`; every number is measured."""
     e1, e2 = analysis["expected_inside_1sigma"], analysis["expected_inside_2sigma"]
@@ -116,7 +122,8 @@ def explain(analysis: dict) -> list[str]:
         mean = ", ".join(f"{m:.2f}" for m in d["mean"])
         comps = d["components"]
         one_d = len(d["principal_std"]) == 1  # a 1-D latent space: no axes or orientation to speak of
-        region = "interval" if one_d else "ellipse"
+        # "ellipse" is only the 2-D word; the share is measured inside the D-dimensional region
+        region = "interval" if one_d else "ellipse" if len(d["principal_std"]) == 2 else "ellipsoid"
         parts = "; ".join(
             f"component {c['component']}: weight {c['weight']:.1%}, mean ({', '.join(f'{m:.2f}' for m in c['mean'])}), "
             + ("" if one_d else f"{_form(c['principal_std'])[0]}, ")
@@ -128,7 +135,7 @@ def explain(analysis: dict) -> list[str]:
                  f"its 2σ {region}, against {e1:.0%} and {e2:.0%} for a Gaussian: {_shape_words(d, e1, e2)}. "
                  if d["n_points"] else "No training image falls in it, so its shape is not measured. ")
         axes = ("" if one_d else
-                f"Its principal axes have standard deviations {' and '.join(f'{s:.2f}' for s in d['principal_std'])}, "
+                f"Its principal axes have standard deviations {_enumerate(f'{s:.2f}' for s in d['principal_std'])}, "
                 f"the major one at {d['major_axis_angle_deg']:.0f}° from latent dimension 1: the cluster is {form} "
                 f"(axis ratio {ratio:.1f}). ")
         out.append(
