@@ -118,6 +118,34 @@ def test_analysis_measures_gaussian_and_non_gaussian_clusters():
     assert "close to Gaussian" in text and "flatter than a Gaussian" in text and "No test image was confused" in text
 
 
+def test_analysis_above_two_dimensions_measures_shells_that_hold_half_and_nine_tenths_of_a_gaussian():
+    # In 10-D a Gaussian holds 0.02% inside its 1σ ellipsoid, so 1σ/2σ shares would call any cluster Gaussian;
+    # the shells holding 50% and 90% of the mass tell a Gaussian from points on a sphere.
+    from vaegmm.gmm import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    dim = 10
+    blob = rng.normal(size=(4000, dim)) * np.linspace(0.5, 2.0, dim)  # axes of different lengths
+    sphere = rng.normal(size=(4000, dim))
+    sphere = 4 * sphere / np.linalg.norm(sphere, axis=1, keepdims=True) + 50  # far away: its own class
+    Z = np.concatenate([blob, sphere])
+    means = np.stack([blob.mean(0), sphere.mean(0)])
+    covs = np.stack([np.cov(blob.T), np.cov(sphere.T)])
+    gmm = GaussianMixture.from_parameters(np.array([0.5, 0.5]), means, covs, np.array([0, 1]))
+    analysis = latent_analysis(gmm, Z, confusion=np.array([[3999, 1], [0, 4000]]))
+    assert [s["expected"] for s in analysis["shells"]] == [0.5, 0.9]
+    gaussian, ring = analysis["classes"]
+    assert gaussian["inside_shells"] == pytest.approx([0.5, 0.9], abs=0.03)
+    assert gaussian["inside_1sigma"] < 0.01  # what the 1σ share would have compared
+    assert gaussian["major_axis_dimension"] == dim and gaussian["major_axis_cosine"] > 0.95
+    assert ring["inside_shells"][0] < 0.2 and ring["inside_shells"][1] > 0.99  # every point at one radius
+    first, second = explain(analysis)[:2]
+    assert "inside its 50%-mass ellipsoid" in first and "close to Gaussian" in first
+    assert f"mostly along latent dimension {dim}" in first and "°" not in first
+    assert "close to Gaussian" not in second
+    assert "1 test image of 0 was taken for 1" in " ".join(explain(analysis))
+
+
 def test_explanation_of_many_classes_names_the_closest_pairs_and_empty_components():
     from vaegmm.analysis import EXPLAINED_PAIRS
     from vaegmm.gmm import GaussianMixture

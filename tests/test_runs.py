@@ -135,4 +135,4 @@ def test_other_latent_sizes_train_classify_and_report(files, tmp_path, capsys, l
         assert "along latent dimension 3" in md  # the measurements name every dimension they measured
         # Three axes read as a list, and the region whose share is measured is three-dimensional.
         assert re.search(r"standard deviations \d\.\d\d, \d\.\d\d and \d\.\d\d,", md)
-        assert "inside its 1σ ellipsoid" in md and "1σ ellipse " not in md.split("## The latent")[1]
+        assert "inside its 50%-mass ellipsoid" in md and "1σ ellipse " not in md.split("## The latent")[1]

@@ -9,6 +9,9 @@ import numpy as np
 from scipy.stats import chi2
 
 GAUSSIAN_TOLERANCE = 0.05  # share-inside-ellipse differences below this read as "close to Gaussian"
+# Above two dimensions a Gaussian holds almost nothing inside its 1σ ellipsoid (0.02% in 10-D), so every cluster
+# would read "close to Gaussian"; there its shape is measured inside the ellipsoids holding these shares instead.
+SHELL_MASSES = (0.5, 0.9)
 # The explanation names this many of the closest class pairs; with many classes the rest are one sentence.
 EXPLAINED_PAIRS = 10
 
@@ -24,8 +27,17 @@ def bhattacharyya(mean1, cov1, mean2, cov2) -> float:
     return float(term1 + 0.5 * (logdet - 0.5 * (logdet1 + logdet2)))
 
 
+def shells(n_features: int) -> list[dict]:
+    """The two ellipsoids a cluster's shape is measured in, as Mahalanobis radii with the share of a Gaussian's
+    mass inside each: 1σ and 2σ up to two dimensions (the figures' ellipses), else the radii holding SHELL_MASSES."""
+    if n_features <= 2:
+        return [{"label": f"{r}σ", "radius": float(r), "expected": float(chi2.cdf(r**2, n_features))} for r in (1, 2)]
+    return [{"label": f"{q:.0%}-mass", "radius": float(np.sqrt(chi2.ppf(q, n_features))), "expected": q} for q in SHELL_MASSES]
+
+
 def _gaussian_shape(mean: np.ndarray, cov: np.ndarray, pts: np.ndarray) -> dict:
-    """Spread, principal axes and the share of ``pts`` inside the 1σ and 2σ ellipses of N(mean, cov)."""
+    """Spread, principal axes and the share of ``pts`` inside the 1σ and 2σ ellipses of N(mean, cov), and inside
+    the :func:`shells` (the same two up to 2-D)."""
     eigval, eigvec = np.linalg.eigh(cov)
     order = np.argsort(eigval)[::-1]
     eigval, eigvec = eigval[order], eigvec[:, order]
@@ -37,11 +49,14 @@ def _gaussian_shape(mean: np.ndarray, cov: np.ndarray, pts: np.ndarray) -> dict:
         maha = np.sqrt((white**2).sum(axis=0))
     else:
         maha = np.array([])
+    inside = (lambda r: float(np.mean(maha <= r)) if len(pts) else None)  # None: JSON has no NaN
     return {
         "mean": mean.tolist(), "std_per_dimension": np.sqrt(np.diag(cov)).tolist(),
-        "principal_std": np.sqrt(eigval).tolist(), "major_axis_angle_deg": angle, "n_points": int(len(pts)),
-        "inside_1sigma": float(np.mean(maha <= 1)) if len(pts) else None,  # None: JSON has no NaN
-        "inside_2sigma": float(np.mean(maha <= 2)) if len(pts) else None,
+        "principal_std": np.sqrt(eigval).tolist(), "major_axis_angle_deg": angle,
+        # Above 2-D an angle in the plane of dimensions 1 and 2 says little: name the dimension the axis follows.
+        "major_axis_dimension": int(np.argmax(np.abs(major))) + 1, "major_axis_cosine": float(np.abs(major).max()),
+        "n_points": int(len(pts)), "inside_1sigma": inside(1), "inside_2sigma": inside(2),
+        "inside_shells": [inside(shell["radius"]) for shell in shells(len(mean))],
     }
 
 
@@ -86,12 +101,13 @@ def latent_analysis(gmm, Z: np.ndarray, *, confusion: np.ndarray | None = None) 
                                        "rate": float(confusion[a, b] / confusion[a].sum())})
         confusions.sort(key=lambda c: -c["count"])
     return {"expected_inside_1sigma": float(chi2.cdf(1, n_features)), "expected_inside_2sigma": float(chi2.cdf(4, n_features)),
+            "shells": shells(n_features),
             "classes": per_class, "pairs": sorted(pairs, key=lambda p: p["bhattacharyya"]), "confusions": confusions,
             "confusion_known": confusion is not None}
 
 
 def _shape_words(c: dict, e1: float, e2: float) -> str:
-    d1, d2 = c["inside_1sigma"] - e1, c["inside_2sigma"] - e2
+    d1, d2 = c["inside_shells"][0] - e1, c["inside_shells"][1] - e2
     if abs(d1) <= GAUSSIAN_TOLERANCE and abs(d2) <= GAUSSIAN_TOLERANCE:
         return "close to Gaussian"
     if d1 > GAUSSIAN_TOLERANCE:
@@ -114,30 +130,37 @@ def _enumerate(items) -> str:
 
 def explain(analysis: dict) -> list[str]:
     """Sentences generated from :func:`latent_analysis`; every number is measured."""
-    e1, e2 = analysis["expected_inside_1sigma"], analysis["expected_inside_2sigma"]
+    inner, outer = analysis["shells"]
+    e1, e2 = inner["expected"], outer["expected"]
     out = []
     for d in analysis["classes"]:
         form, ratio = _form(d["principal_std"])
         spread = ", ".join(f"{s:.2f} along latent dimension {i + 1}" for i, s in enumerate(d["std_per_dimension"]))
         mean = ", ".join(f"{m:.2f}" for m in d["mean"])
         comps = d["components"]
-        one_d = len(d["principal_std"]) == 1  # a 1-D latent space: no axes or orientation to speak of
-        # "ellipse" is only the 2-D word; the share is measured inside the D-dimensional region
-        region = "interval" if one_d else "ellipse" if len(d["principal_std"]) == 2 else "ellipsoid"
+        n_dims = len(d["principal_std"])
+        one_d = n_dims == 1  # a 1-D latent space: no axes or orientation to speak of
+        region = "interval" if one_d else "ellipse" if n_dims == 2 else "ellipsoid"
         parts = "; ".join(
             f"component {c['component']}: weight {c['weight']:.1%}, mean ({', '.join(f'{m:.2f}' for m in c['mean'])}), "
             + ("" if one_d else f"{_form(c['principal_std'])[0]}, ")
-            + (f"{c['inside_1sigma']:.0%}/{c['inside_2sigma']:.0%} inside 1σ/2σ" if c["n_points"] else "no training image in it")
+            + (f"{c['inside_shells'][0]:.0%}/{c['inside_shells'][1]:.0%} inside {inner['label']}/{outer['label']}"
+               if c["n_points"] else "no training image in it")
             for c in comps
         )
         images = f"{d['n_points']} training image{'' if d['n_points'] == 1 else 's'}"
-        shape = (f"{d['inside_1sigma']:.0%} of its points lie inside its 1σ {region} and {d['inside_2sigma']:.0%} inside "
-                 f"its 2σ {region}, against {e1:.0%} and {e2:.0%} for a Gaussian: {_shape_words(d, e1, e2)}. "
-                 if d["n_points"] else "No training image falls in it, so its shape is not measured. ")
+        shape = (f"{d['inside_shells'][0]:.0%} of its points lie inside its {inner['label']} {region} and "
+                 f"{d['inside_shells'][1]:.0%} inside its {outer['label']} {region}, against {e1:.0%} and {e2:.0%} for a "
+                 f"Gaussian: {_shape_words(d, e1, e2)}. " if d["n_points"] else
+                 "No training image falls in it, so its shape is not measured. ")
+        if n_dims == 2:
+            direction = f"the major one at {d['major_axis_angle_deg']:.0f}° from latent dimension 1"
+        else:
+            direction = (f"the major one mostly along latent dimension {d['major_axis_dimension']} "
+                         f"(cosine {d['major_axis_cosine']:.2f})")
         axes = ("" if one_d else
                 f"Its principal axes have standard deviations {_enumerate(f'{s:.2f}' for s in d['principal_std'])}, "
-                f"the major one at {d['major_axis_angle_deg']:.0f}° from latent dimension 1: the cluster is {form} "
-                f"(axis ratio {ratio:.1f}). ")
+                f"{direction}: the cluster is {form} (axis ratio {ratio:.1f}). ")
         out.append(
             f"**Class {d['class']}** (weight {d['weight']:.1%}, {images}): centred at ({mean}); "
             f"standard deviation {spread}. {axes}{shape}"
@@ -156,7 +179,8 @@ def explain(analysis: dict) -> list[str]:
         closest = analysis["pairs"][0]
         out.append(f"The closest pair is {closest['classes'][0]} and {closest['classes'][1]}.")
     if analysis["confusions"]:
-        parts = [f"{c['count']} test images of {c['true']} were taken for {c['predicted']} ({c['rate']:.1%} of the {c['true']}s)"
+        parts = [f"{c['count']} test image{'' if c['count'] == 1 else 's'} of {c['true']} "
+                 f"{'was' if c['count'] == 1 else 'were'} taken for {c['predicted']} ({c['rate']:.1%} of the {c['true']}s)"
                  for c in analysis["confusions"][:6]]
         out.append("Confusions on the test images, most frequent first: " + "; ".join(parts) + ".")
     elif analysis["confusion_known"]:
