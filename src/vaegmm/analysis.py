@@ -122,7 +122,7 @@ def _form(stds: list[float]) -> tuple[str, float]:
     return ("round" if ratio < 1.3 else "elongated" if ratio < 3 else "strongly elongated"), ratio
 
 
-def _enumerate(items) -> str:
+def _english_list(items) -> str:
     """'a', 'a and b', 'a, b and c': an English list of any length (a 10-D latent has ten axes)."""
     items = list(items)
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
@@ -159,7 +159,7 @@ def explain(analysis: dict) -> list[str]:
             direction = (f"the major one mostly along latent dimension {d['major_axis_dimension']} "
                          f"(cosine {d['major_axis_cosine']:.2f})")
         axes = ("" if one_d else
-                f"Its principal axes have standard deviations {_enumerate(f'{s:.2f}' for s in d['principal_std'])}, "
+                f"Its principal axes have standard deviations {_english_list(f'{s:.2f}' for s in d['principal_std'])}, "
                 f"{direction}: the cluster is {form} (axis ratio {ratio:.1f}). ")
         out.append(
             f"**Class {d['class']}** (weight {d['weight']:.1%}, {images}): centred at ({mean}); "
