@@ -241,8 +241,8 @@ def test_gmm_of_another_model_with_the_same_latent_size(files, capsys, tmp_path,
 MODEL_CASES = {
     "other architecture": (lambda p: torch.save({"fc1.weight": torch.zeros(3, 3)}, p), ["not a vaegmm model file"]),
     "mismatched weights": (None, ["do not match its recorded architecture"]),
-    "corrupt": (lambda p: p.write_bytes(b"PK\x03\x04" + os.urandom(300)), ["not a readable vaegmm model file"]),
-    "text renamed": (lambda p: p.write_text("not a model\n"), ["not a readable vaegmm model file"]),
+    "corrupt": (lambda p: p.write_bytes(b"PK\x03\x04" + os.urandom(300)), ["not a readable vaegmm model file", "truncated or corrupt"]),
+    "text renamed": (lambda p: p.write_text("not a model\n"), ["not a readable vaegmm model file", "not a PyTorch file"]),
     "missing": (lambda p: None, ["no such model file"]),
 }
 
@@ -279,6 +279,28 @@ def test_gmm_pickle_that_would_run_code(files, capsys, tmp_path, monkeypatch):
     code = course_main([str(files / "test.npz"), "test_classifier", str(files / "run/vae.pth"), str(evil)])
     _expect_error(capsys, code, "gmm_params.pkl", "refusing to load 'os.makedirs'")
     assert not os.path.exists(marker) and not (tmp_path / "vae.csv").exists()
+
+
+def test_model_file_that_would_run_code(files, capsys, tmp_path, monkeypatch):
+    marker = str(tmp_path / "was_run")
+    evil = tmp_path / "vae.pth"
+    torch.save({"format": "vaegmm.vae", "payload": _RunsCode(marker)}, evil)
+    monkeypatch.chdir(tmp_path)
+    code = course_main([str(files / "test.npz"), "test_reconstruction", str(evil)])
+    err = _expect_error(capsys, code, "vae.pth", "holds a Python object, os.makedirs", "never runs code")
+    # torch's own message advises weights_only=False, which would run it: that advice must not reach the user
+    assert "weights_only` set to `False" not in err and "\x1b[" not in err
+    assert not os.path.exists(marker) and not (tmp_path / "vae_reconstructed.npz").exists()
+
+
+def test_model_and_gmm_files_swapped(files, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model, gmm = str(files / "run/vae.pth"), str(files / "run/gmm_params.pkl")
+    code = course_main([str(files / "test.npz"), "test_classifier", gmm, model])
+    _expect_error(capsys, code, "gmm_params.pkl: is a vaegmm GMM parameter file", "model file first")
+    code = course_main([str(files / "test.npz"), "test_classifier", model, model])
+    _expect_error(capsys, code, "vae.pth: is a zip archive", "not a GMM parameter file", "gmm_params.pkl")
+    assert not (tmp_path / "vae.csv").exists()
 
 
 @pytest.mark.parametrize("case", ["truncated", "foreign dict", "empty"])

@@ -6,6 +6,8 @@ every ``vae.pth`` beside the weights, so any command rebuilds the model without 
 
 from __future__ import annotations
 
+import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -124,13 +126,22 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
         raise ModelFileError(f"{path}: no such model file. Check the path, or create it with the 'train' command.")
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: the model file is empty (0 bytes). {fix}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt, truncated or foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        kind = "truncated or corrupt" if isinstance(exc, (RuntimeError, zipfile.BadZipFile, EOFError)) else "not loadable safely"
+    from .gmm import FORMAT as GMM_FORMAT
+    from .storage import plain_format
+
+    if plain_format(path.read_bytes()) == GMM_FORMAT:  # the course's two file arguments swapped
         raise ModelFileError(
-            f"{path}: not a readable vaegmm model file ({kind}: {first[:200]}). vaegmm loads model files "
+            f"{path}: is a vaegmm GMM parameter file (what 'train' writes as gmm_params.pkl), not a model file. "
+            "Give the model file (vae.pth) here; the course's commands take the model file first and the GMM "
+            "file second."
+        )
+    try:
+        with warnings.catch_warnings():  # torch warns of a foreign pickle's protocol before refusing it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt, truncated or foreign files
+        raise ModelFileError(
+            f"{path}: not a readable vaegmm model file ({_load_failure(exc)}). vaegmm loads model files "
             f"with weights_only=True and never runs code from them. {fix}"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -155,6 +166,24 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
             raise ModelFileError(f"{path}: weight '{name}' holds NaN or infinite values (training diverged?). {fix}")
     model.eval()
     return model, payload
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in a few words. Torch's own message advises
+    re-running with weights_only=False, which would run the file's code: the one thing never to do with a
+    file that fails here, so only its diagnosis is kept."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch colours part of its advice
+    # "Unsupported global: GLOBAL m.f was not an allowed global" or "unsupported GLOBAL m.f whose module m is blocked"
+    if found := re.search(r"unsupported (?:global: )?GLOBAL (\S+)", text, flags=re.I):
+        return f"not loadable safely: it holds a Python object, {found.group(1)}, that only running code could rebuild"
+    if found := re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", text, flags=re.S):
+        return f"not a PyTorch file: {' '.join(found.group(1).split())[:200]}"
+    if "weights_only" in text:  # a refusal in a wording not parsed above: never pass torch's advice on
+        return "not loadable safely with weights_only=True"
+    # The first sentence: torch goes on with guesses ("This is an internal miniz error. If you are seeing ...").
+    first = re.split(r"(?<=\.)\s", text.strip().splitlines()[0])[0].rstrip(".") if text.strip() else type(exc).__name__
+    kind = "truncated or corrupt" if isinstance(exc, (RuntimeError, zipfile.BadZipFile, EOFError)) else "not loadable"
+    return f"{kind}: {first[:200]}"
 
 
 # --- inference helpers (no gradients, batched so memory stays flat) ------------------------

@@ -93,6 +93,23 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("refusing persistent ids: only plain data is allowed")
 
 
+# torch.save writes a zip archive; a plain pickle never starts with these bytes.
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def plain_format(raw: bytes) -> str | None:
+    """The ``format`` entry of a plain-data pickle of a dict (as vaegmm's own files hold), or None when
+    ``raw`` is anything else. Loads with the plain unpickler, so nothing in ``raw`` is run; lets a loader
+    given another vaegmm file than it reads say which one it was given."""
+    if raw.startswith(ZIP_MAGIC):
+        return None
+    try:
+        state = _PlainUnpickler(io.BytesIO(raw)).load()
+    except Exception:  # not a plain pickle: nothing to name
+        return None
+    return state.get("format") if isinstance(state, dict) and isinstance(state.get("format"), str) else None
+
+
 def load_plain_pickle(path: str | os.PathLike, *, what: str = "GMM parameter file") -> Any:
     """Load a pickle that may contain only plain data; never imports or calls anything from it."""
     path = Path(path)
@@ -101,6 +118,12 @@ def load_plain_pickle(path: str | os.PathLike, *, what: str = "GMM parameter fil
     raw = path.read_bytes()
     if not raw:
         raise ModelFileError(f"{path}: the {what} is empty (0 bytes). Re-create it with the 'train' command.")
+    if raw.startswith(ZIP_MAGIC):  # e.g. the model file given where the GMM file belongs (arguments swapped)
+        raise ModelFileError(
+            f"{path}: is a zip archive, as torch.save writes (a model file such as vae.pth is one), not a {what}. "
+            "Give the file that 'train' wrote beside the model (gmm_params.pkl); the course's commands take the "
+            "model file first and the GMM file second."
+        )
     try:
         return _PlainUnpickler(io.BytesIO(raw)).load()
     except pickle.UnpicklingError as exc:
