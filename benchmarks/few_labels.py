@@ -152,7 +152,7 @@ def run_set(name: str, args) -> dict:
     Z, Z_eval = encode_means(result.model, x_train), encode_means(result.model, x_eval)
     out = {"set": name, "classes": np.unique(y_train).tolist(), "n_train": len(y_train), "n_eval": len(y_eval),
            "train_size": args.train_size, "downsample": args.downsample, "image_shape": list(x_train.shape[1:]),
-           "split": args.split, "latent_dim": args.latent_dim, "neighbour_weight": args.neighbour_weight,
+           "split": args.split, "latent_dim": args.latent_dim, "neighbour_weight": result.model.config.neighbour_weight,
            "neighbour_dof": model_config.neighbour_dof, "perplexity": args.perplexity,
            "teacher_latent_dim": args.teacher_latent_dim, "teacher": result.teacher,
            "train_seed": args.train_seed, "restarts": args.restarts, "kept_seed": result.seed,
@@ -195,7 +195,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=5, help="label draws of 5 per class")
     parser.add_argument("--latent-dim", type=int, default=VAEConfig().latent_dim)
     parser.add_argument("--neighbour-weight", type=float, default=VAEConfig().neighbour_weight,
-                        help="the VAE's neighbour-embedding weight (README recommends 0.4 with a 2-D latent)")
+                        help="the VAE's neighbour-embedding weight (README recommends 0.4 with a 2-D latent); "
+                             "unset: vaegmm's rule (0.03 for a latent above 2-D on fewer than 2,000 images, else off)")
     parser.add_argument("--neighbour-dof", type=float, default=None,
                         help="degrees of freedom of the neighbour term's Student-t kernel (default: the latent size - 1)")
     parser.add_argument("--perplexity", type=float, default=VAEConfig().perplexity,

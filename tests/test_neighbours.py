@@ -1,5 +1,7 @@
 """The neighbour-embedding term: t-SNE's affinities, its KL loss, and what it does to a trained latent."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -73,7 +75,35 @@ def test_settings_are_validated():
         VAEConfig(neighbour_weight=-0.1)
     with pytest.raises(ConfigError, match="neighbour_dof must be a finite number > 0; got 0"):
         VAEConfig(neighbour_dof=0)
-    assert VAEConfig().neighbour_weight == 0.0  # off unless asked: the course's model is unchanged
+    with pytest.raises(ConfigError, match="small_set_images"):
+        VAEConfig(small_set_images=-1)
+    with pytest.raises(ConfigError, match="small_set_neighbour_weight"):
+        VAEConfig(small_set_neighbour_weight=float("nan"))
+
+
+def test_the_term_is_off_in_2d_and_on_for_small_sets_above_2d_unless_set():
+    # 2-D: off at every size, so the course's model is unchanged
+    assert VAEConfig().neighbour_weight_for(100) == 0.0 and VAEConfig().neighbour_weight_for(18_000) == 0.0
+    z10 = VAEConfig(latent_dim=10)
+    assert z10.neighbour_weight_for(1_999) == 0.03 and z10.neighbour_weight_for(2_000) == 0.0
+    assert VAEConfig(latent_dim=3, small_set_images=500, small_set_neighbour_weight=0.1).neighbour_weight_for(499) == 0.1
+    # an explicit weight, 0 included, is never overridden
+    assert VAEConfig(latent_dim=10, neighbour_weight=0).neighbour_weight_for(100) == 0.0
+    assert VAEConfig(neighbour_weight=0.4).neighbour_weight_for(100_000) == 0.4
+    settled = z10.for_training_set(1_000)
+    assert settled.neighbour_weight == 0.03 and VAEConfig.from_dict(settled.to_dict()) == settled
+
+
+def test_a_small_set_trains_with_the_settled_term_and_the_model_records_it(capsys):
+    images = np.random.default_rng(0).random((40, 6, 6)).astype(np.float32)
+    config = VAEConfig(image_shape=(6, 6), hidden_sizes=(8,), latent_dim=3, small_set_images=50)
+    result = train_vae(images, model_config=config, train_config=TrainConfig(epochs=1, min_steps=0),
+                       device=torch.device("cpu"), progress=True)
+    assert result.model.config.neighbour_weight == 0.03
+    assert "40 images are fewer than --small-set-images 50" in capsys.readouterr().err
+    large = train_vae(images, model_config=replace(config, small_set_images=40), train_config=TrainConfig(epochs=1, min_steps=0),
+                      device=torch.device("cpu"), progress=True)
+    assert large.model.config.neighbour_weight == 0.0 and "small-set-images" not in capsys.readouterr().err
 
 
 def test_the_kernels_degrees_of_freedom_follow_the_latent_size_unless_set():

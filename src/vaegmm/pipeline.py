@@ -171,7 +171,7 @@ def train_and_fit(
     save_plain_pickle(state, gmm_path)
     if run_info_path:
         info = {
-            "model_config": model_config.to_dict(), "train_config": train_config.to_dict(),
+            "model_config": model.config.to_dict(), "train_config": train_config.to_dict(),  # as trained: the term settled
             "gmm_config": gmm_config.to_dict(), "novelty_config": novelty_config.to_dict(),
             "environment": environment(), "summary": summary,
             "train_file": train.source, "labelled_file": labelled.source, "n_train": len(train),

@@ -164,6 +164,12 @@ def train_vae(
     With ``model_config.teacher_latent_dim`` set, a teacher VAE is trained first (:func:`train_teacher`) unless
     ``teacher``, a finished one, is given. With ``train_config.restarts`` above 1, see :func:`train_restarts`.
     """
+    settled = model_config.for_training_set(len(images))
+    if progress and model_config.neighbour_weight is None and settled.neighbour_weight > 0:  # say so: nobody asked for it
+        print(f"{len(images)} images are fewer than --small-set-images {model_config.small_set_images}: the "
+              f"{model_config.latent_dim}-D latent trains with the neighbour-embedding term at "
+              f"{settled.neighbour_weight:g} (--neighbour-weight 0 turns it off)", file=sys.stderr, flush=True)
+    model_config = settled
     if train_config.restarts > 1:
         if resume:
             raise ConfigError(f"resuming continues one training run; it cannot be combined with restarts "
