@@ -119,6 +119,11 @@ def test_other_latent_sizes_train_classify_and_report(files, tmp_path, capsys, l
     assert main(["train", "--train", str(files / "train.npz"), "--val", str(files / "val.npz"), "--test",
                  str(files / "test.npz"), "--out-dir", str(out), "--latent-dim", str(latent_dim), "--epochs", "8", "--min-steps", "0",
                  "--no-progress"]) == 0
+    # 600 training images: above 2-D the small-set rule adds the neighbour term, and says so; 1-D stays as asked
+    weight = 0.03 if latent_dim > 2 else 0.0
+    assert ("neighbour term: 0.03 per pixel" in capsys.readouterr().out) == (latent_dim > 2)
+    assert json.loads((out / "run.json").read_text())["model_config"]["neighbour_weight"] == weight
+    assert load_model_for(out / "vae.pth").config.neighbour_weight == weight
     assert main(["classify", str(files / "test.npz"), "--model", str(out / "vae.pth"), "--gmm", str(out / "gmm_params.pkl"),
                  "--out", str(tmp_path / "p.csv")]) == 0
     assert "score" in capsys.readouterr().out

@@ -144,6 +144,10 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     final = summary["final_epoch"]
     print(f"training: {final['epoch']} epochs on {summary['vae_images']} images, {summary['train_seconds']:.1f} s on {summary['device']}; "
           f"final loss {final['loss']:.2f}")
+    term = summary.get("neighbour_term") or {}
+    if term.get("by_small_set_rule"):
+        print(f"neighbour term: {term['weight']:g} per pixel, as the VAE trained on fewer images than --small-set-images "
+              "(--neighbour-weight 0 turns it off)")
     teacher = summary.get("teacher")
     if teacher:
         print(f"teacher: a {teacher['latent_dim']}-D VAE trained {teacher['epochs']} epochs in {teacher['seconds']:.1f} s "

@@ -162,6 +162,8 @@ def train_and_fit(
         "final_epoch": result.history[-1],
         "restarts": {"final_losses": result.restart_losses, "kept_seed": result.seed},
         "teacher": result.teacher,
+        "neighbour_term": {"weight": model.config.neighbour_weight,
+                           "by_small_set_rule": model_config.neighbour_weight is None and model.config.neighbour_weight > 0},
         "gmm": fit.summary(),
         "novelty": {**novelty.to_dict(), "held_out_check": held_out},
     }
