@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--skip-all-ten", action="store_true")
     parser.add_argument("--latent-dim", type=int, default=VAEConfig().latent_dim,
                         help="the models' latent size (README recommends 10, with --seedings nearest,spreading)")
-    parser.add_argument("--seedings", default=",".join(GMMConfig().seedings), help="the GMMConfig seedings")
+    parser.add_argument("--seedings", default=None, help="the GMMConfig seedings (default: vaegmm's for the latent size)")
     parser.add_argument("--neighbour-weight", type=float, default=VAEConfig().neighbour_weight,
                         help="the VAE's neighbour-embedding weight (README's 2-D recommendation: 0.4)")
     parser.add_argument("--teacher-latent-dim", type=int, default=VAEConfig().teacher_latent_dim,
@@ -135,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     model_config = VAEConfig(latent_dim=args.latent_dim, neighbour_weight=args.neighbour_weight,
                              teacher_latent_dim=args.teacher_latent_dim)
-    gmm_config = GMMConfig(seedings=tuple(args.seedings.split(",")))
+    gmm_config = GMMConfig(seedings=tuple(args.seedings.split(",")) if args.seedings else None)
     warnings.simplefilter("ignore")
     arrays = load_mnist_arrays(args.mnist)
     import tempfile

@@ -55,6 +55,26 @@ def test_unknown_schedule_or_seeding_is_refused():
         GMMConfig(seedings=("kmeans", "kmeans"))
 
 
+def test_unset_seedings_and_slack_follow_the_latent_size():
+    assert GMMConfig().for_latent(2).seedings == ("kmeans", "nearest") and GMMConfig().for_latent(2).label_slack == 1
+    assert GMMConfig().for_latent(1).seedings == ("kmeans", "nearest")
+    assert GMMConfig().for_latent(10).seedings == ("nearest", "spreading") and GMMConfig().for_latent(3).label_slack == 2
+    given = GMMConfig(seedings=("kmeans",), label_slack=0).for_latent(10)  # what the user gives is kept
+    assert given.seedings == ("kmeans",) and given.label_slack == 0
+    with pytest.raises(ConfigError, match="label_slack"):
+        GMMConfig(label_slack=-1)
+    with pytest.raises(ConfigError, match=r"seedings \(with --choose-by inputs\)"):
+        GMMConfig(choose_by="inputs")  # unset seedings never include the images'
+    # the fit records what it used, in 3-D as in 2-D
+    rng = np.random.default_rng(0)
+    X, y = make_blobs(rng, MEANS, COVS, [150] * len(MEANS))
+    X3 = np.column_stack([X, rng.normal(size=len(X))])
+    lab = np.concatenate([np.flatnonzero(y == c)[:5] for c in np.unique(y)])
+    fit = FewLabelGMM().fit(X3, X3[lab], y[lab])
+    assert fit.config_.seedings == ("nearest", "spreading") and fit.config_.label_slack == 2
+    assert {c.seeding for c in fit.candidates_} == {"nearest", "spreading"} and fit.config.seedings is None
+
+
 def test_doubling_moves_a_border_that_many_components_would_keep():
     # Two unit Gaussians 3.2 apart; class 0's labels sit on its far side and class 1's near the
     # border, so the nearest-labelled partition starts with the border shifted well into class 0.

@@ -122,7 +122,12 @@ def test_other_latent_sizes_train_classify_and_report(files, tmp_path, capsys, l
     # 600 training images: above 2-D the small-set rule adds the neighbour term, and says so; 1-D stays as asked
     weight = 0.03 if latent_dim > 2 else 0.0
     assert ("neighbour term: 0.03 per pixel" in capsys.readouterr().out) == (latent_dim > 2)
-    assert json.loads((out / "run.json").read_text())["model_config"]["neighbour_weight"] == weight
+    info = json.loads((out / "run.json").read_text())
+    assert info["model_config"]["neighbour_weight"] == weight
+    # the GMM's unset seedings and slack follow the latent size too, recorded as used
+    seedings, slack = (["nearest", "spreading"], 2) if latent_dim > 2 else (["kmeans", "nearest"], 1)
+    assert (info["gmm_config"]["seedings"], info["gmm_config"]["label_slack"]) == (seedings, slack)
+    assert load_plain_pickle(out / "gmm_params.pkl")["config"]["seedings"] == seedings
     assert load_model_for(out / "vae.pth").config.neighbour_weight == weight
     assert main(["classify", str(files / "test.npz"), "--model", str(out / "vae.pth"), "--gmm", str(out / "gmm_params.pkl"),
                  "--out", str(tmp_path / "p.csv")]) == 0

@@ -113,8 +113,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             kwargs: dict = {"dest": _dest(cls, f.name), "default": default, "help": meta["help"]}
             if isinstance(default, bool):
                 kwargs["action"] = argparse.BooleanOptionalAction
-            elif isinstance(default, tuple):
-                kwargs["type"] = _int_list if all(isinstance(v, int) for v in default) else _str_list
+            elif isinstance(default, tuple) or meta.get("type") is tuple:
+                kwargs["type"] = _int_list if default and all(isinstance(v, int) for v in default) else _str_list
                 kwargs["metavar"] = "A,B,..."
             elif meta.get("choices"):
                 kwargs["choices"] = meta["choices"]

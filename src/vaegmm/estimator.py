@@ -128,7 +128,7 @@ class VAEGMM:
             config = self.gmm or GMMConfig()
             unlabelled = ~mask & in_fit
             # Masking copies every unlabelled image; only the "inputs" seeding reads them.
-            unlabelled_images = images[unlabelled] if "inputs" in config.seedings else None
+            unlabelled_images = images[unlabelled] if config.uses_inputs() else None
             fit = fit_gmm(stats["mu"][unlabelled], stats["mu"][mask], labelled, train_images=unlabelled_images,
                           config=config, seed=self.random_state, source="X")
             self.fit_ = fit
@@ -258,7 +258,8 @@ class VAEGMM:
         self._check_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = gmm_file_state(self.gmm_, config=self.gmm or GMMConfig(), model=self.model_, novelty=self.novelty_,
+        settled = (self.gmm or GMMConfig()).for_latent(self.model_.config.latent_dim)  # as the fit settled it
+        state = gmm_file_state(self.gmm_, config=settled, model=self.model_, novelty=self.novelty_,
                                fit_summary=None if self.fit_ is None else self.fit_.summary(),
                                novelty_config=self.novelty or NoveltyConfig())
         save_model(self.model_, folder / "vae.pth", train_config=replace(self.train or TrainConfig(), seed=self.random_state),

@@ -213,7 +213,8 @@ class FewLabelGMM:
 
     Fitted attributes
     -----------------
-    gmm_ : GaussianMixture, the chosen fit; chosen_ : Candidate; candidates_ : list of Candidate.
+    gmm_ : GaussianMixture, the chosen fit; chosen_ : Candidate; candidates_ : list of Candidate;
+    config_ : GMMConfig, ``config`` with the settings left unset settled for the latent's size.
     """
 
     def __init__(self, config: GMMConfig | None = None, *, random_state: int = 0, n_jobs: int | None = None) -> None:
@@ -239,7 +240,8 @@ class FewLabelGMM:
         classes = np.unique(y_labelled)
         if len(classes) < 2:
             raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
-        config = self.config
+        # Unset seedings and label slack follow the latent's size; the settled config is what the fit used.
+        config = self.config_ = self.config.for_latent(X.shape[1])
         used = random_subset(len(X), config.max_fit_points, np.random.default_rng(self.random_state))
         if "inputs" in config.seedings:
             inputs, inputs_labelled = check_inputs(inputs, inputs_labelled, n_points=len(X), n_labelled=len(X_labelled))

@@ -150,7 +150,7 @@ def train_and_fit(
     if unseen.any():
         scores = novelty.score(novelty_statistics(labelled_statistics, fit.gmm_))  # (M,)
         held_out = held_out_flag_check(scores[unseen], threshold=novelty.threshold_, flag_rate=novelty.flag_rate_)
-    state = gmm_file_state(fit.gmm_, config=gmm_config, fit_summary=fit.summary(), model=model, novelty=novelty,
+    state = gmm_file_state(fit.gmm_, config=fit.config_, fit_summary=fit.summary(), model=model, novelty=novelty,
                            novelty_config=novelty_config)
     summary = {
         "parameters": count_parameters(model),
@@ -174,7 +174,7 @@ def train_and_fit(
     if run_info_path:
         info = {
             "model_config": model.config.to_dict(), "train_config": train_config.to_dict(),  # as trained: the term settled
-            "gmm_config": gmm_config.to_dict(), "novelty_config": novelty_config.to_dict(),
+            "gmm_config": fit.config_.to_dict(), "novelty_config": novelty_config.to_dict(),
             "environment": environment(), "summary": summary,
             "train_file": train.source, "labelled_file": labelled.source, "n_train": len(train),
             "n_labelled": len(labelled), "history": result.history, "data": data_spec,
