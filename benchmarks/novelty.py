@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--digits", default="1,4,8", help="the trained classes of the first model (1,4,8 as the course)")
     parser.add_argument("--skip-all-ten", action="store_true")
     parser.add_argument("--latent-dim", type=int, default=VAEConfig().latent_dim,
-                        help="the models' latent size (README recommends 10, with --seedings nearest,spreading)")
+                        help="the models' latent size (README recommends 10 for classification)")
     parser.add_argument("--seedings", default=None, help="the GMMConfig seedings (default: vaegmm's for the latent size)")
     parser.add_argument("--neighbour-weight", type=float, default=VAEConfig().neighbour_weight,
                         help="the VAE's neighbour-embedding weight (README's 2-D recommendation: 0.4)")
