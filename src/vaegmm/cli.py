@@ -18,7 +18,7 @@ from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from .errors import DataWarning, DegenerateFitWarning, VaegmmError
 
 COURSE_USAGE = """usage:
-  python vae.py TRAIN.npz VAL.npz train vae.pth gmm_params.pkl
+  python vae.py TRAIN.npz VAL.npz train vae.pth gmm_params.pkl   [settings of 'vaegmm train', e.g. --latent-dim 10]
   python vae.py RECON.npz test_reconstruction vae.pth            (writes vae_reconstructed.npz)
   python vae.py TEST.npz test_classifier vae.pth gmm_params.pkl  (writes vae.csv)"""
 
@@ -376,8 +376,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def course_main(argv: Sequence[str] | None = None) -> int:
     """``vae.py`` exactly as the course runs it; outputs go to the current folder."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 5 and argv[2] == "train":
-        return _guarded(lambda: _course_train(train=argv[0], val=argv[1], model_path=argv[3], gmm_path=argv[4]),
+    if len(argv) >= 5 and argv[2] == "train":
+        # The course's five arguments train with the defaults; settings after them (any of 'vaegmm train's, such
+        # as --latent-dim 10) are checked before any work, as 'vaegmm train' checks them.
+        parser = _course_train_parser()
+        options = parser.parse_args(argv[5:])
+        try:
+            configs = configs_from_args(options)
+        except ValueError as exc:
+            parser.error(str(exc))
+        return _guarded(lambda: _course_train(train=argv[0], val=argv[1], model_path=argv[3], gmm_path=argv[4],
+                                              configs=configs),
                         on_interrupt=f"run 'python vae.py {' '.join(argv)}' again to train afresh.")
     if len(argv) == 3 and argv[1] == "test_reconstruction":
         args = argparse.Namespace(input=argv[0], model=argv[2], out="vae_reconstructed.npz", device="auto")
@@ -389,17 +398,30 @@ def course_main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _course_train(*, train: str, val: str, model_path: str, gmm_path: str) -> None:
-    """Train with the defaults; the per-epoch log goes beside the model as <model>_train_log.jsonl."""
+def _course_train_parser() -> argparse.ArgumentParser:
+    """The settings ``vae.py ... train`` accepts after its five arguments: those of ``vaegmm train``'s configs."""
+    parser = argparse.ArgumentParser(
+        prog="python vae.py TRAIN.npz VAL.npz train vae.pth gmm_params.pkl",
+        description="Settings after the five arguments; none given trains exactly as the course does (2-D latent).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_config_options(parser)
+    return parser
+
+
+def _course_train(*, train: str, val: str, model_path: str, gmm_path: str,
+                  configs: tuple[VAEConfig, TrainConfig, GMMConfig, NoveltyConfig]) -> None:
+    """Train with ``configs`` (the defaults unless settings followed the five arguments); the per-epoch log goes
+    beside the model as <model>_train_log.jsonl."""
     from .data import load_images
     from .pipeline import train_and_fit
 
     model = Path(model_path)
     labelled = load_images(val, require_labels=True)
     _note_minus_one(labelled)
+    model_config, train_config, gmm_config, novelty_config = configs
     summary = train_and_fit(
         load_images(train), labelled,
-        model_config=VAEConfig(), train_config=TrainConfig(), gmm_config=GMMConfig(), novelty_config=NoveltyConfig(),
+        model_config=model_config, train_config=train_config, gmm_config=gmm_config, novelty_config=novelty_config,
         model_path=model, gmm_path=gmm_path, log_path=model.with_name(model.stem + "_train_log.jsonl"),
     )
     _report_training(summary, model, Path(gmm_path))
