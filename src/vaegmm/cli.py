@@ -385,8 +385,14 @@ def course_main(argv: Sequence[str] | None = None) -> int:
             configs = configs_from_args(options)
         except ValueError as exc:
             parser.error(str(exc))
+        if options.device != "auto":  # a named device is checked before any file is read or written
+            from .training import pick_device
+            try:
+                pick_device(options.device)
+            except ValueError as exc:
+                parser.error(str(exc))
         return _guarded(lambda: _course_train(train=argv[0], val=argv[1], model_path=argv[3], gmm_path=argv[4],
-                                              configs=configs),
+                                              configs=configs, device=options.device, progress=not options.no_progress),
                         on_interrupt=f"run 'python vae.py {' '.join(argv)}' again to train afresh.")
     if len(argv) == 3 and argv[1] == "test_reconstruction":
         args = argparse.Namespace(input=argv[0], model=argv[2], out="vae_reconstructed.npz", device="auto")
@@ -405,11 +411,13 @@ def _course_train_parser() -> argparse.ArgumentParser:
         description="Settings after the five arguments; none given trains exactly as the course does (2-D latent).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_config_options(parser)
+    _add_common_run_options(parser)
     return parser
 
 
 def _course_train(*, train: str, val: str, model_path: str, gmm_path: str,
-                  configs: tuple[VAEConfig, TrainConfig, GMMConfig, NoveltyConfig]) -> None:
+                  configs: tuple[VAEConfig, TrainConfig, GMMConfig, NoveltyConfig], device: str = "auto",
+                  progress: bool = True) -> None:
     """Train with ``configs`` (the defaults unless settings followed the five arguments); the per-epoch log goes
     beside the model as <model>_train_log.jsonl."""
     from .data import load_images
@@ -423,6 +431,7 @@ def _course_train(*, train: str, val: str, model_path: str, gmm_path: str,
         load_images(train), labelled,
         model_config=model_config, train_config=train_config, gmm_config=gmm_config, novelty_config=novelty_config,
         model_path=model, gmm_path=gmm_path, log_path=model.with_name(model.stem + "_train_log.jsonl"),
+        progress=progress, device=device,
     )
     _report_training(summary, model, Path(gmm_path))
 
