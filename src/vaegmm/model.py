@@ -126,20 +126,20 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
         raise ModelFileError(f"{path}: no such model file. Check the path, or create it with the 'train' command.")
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: the model file is empty (0 bytes). {fix}")
-    from .gmm import FORMAT as GMM_FORMAT
-    from .storage import plain_format
-
-    if plain_format(path.read_bytes()) == GMM_FORMAT:  # the course's two file arguments swapped
-        raise ModelFileError(
-            f"{path}: is a vaegmm GMM parameter file (what 'train' writes as gmm_params.pkl), not a model file. "
-            "Give the model file (vae.pth) here; the course's commands take the model file first and the GMM "
-            "file second."
-        )
     try:
         with warnings.catch_warnings():  # torch warns of a foreign pickle's protocol before refusing it
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt, truncated or foreign files
+        from .gmm import FORMAT as GMM_FORMAT
+        from .storage import plain_format
+
+        if plain_format(path.read_bytes()) == GMM_FORMAT:  # the course's two file arguments swapped
+            raise ModelFileError(
+                f"{path}: is a vaegmm GMM parameter file (what 'train' writes as gmm_params.pkl), not a model file. "
+                "Give the model file (vae.pth) here; the course's commands take the model file first and the GMM "
+                "file second."
+            ) from exc
         raise ModelFileError(
             f"{path}: not a readable vaegmm model file ({_load_failure(exc)}). vaegmm loads model files "
             f"with weights_only=True and never runs code from them. {fix}"
