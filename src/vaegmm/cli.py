@@ -354,20 +354,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if hasattr(args, _dest(TrainConfig, "epochs")):  # the commands that train: check their settings before any work
-        try:
-            args.configs = configs_from_args(args)
-        except ValueError as exc:
-            parser.error(str(exc))
-    if getattr(args, "device", "auto") != "auto":  # a named device is checked before any file is read or written
+def _checked_settings(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The configs of a command that trains, and its --device, checked before any work: a bad value is a usage
+    error naming the option (exit 2), before any file is read or written."""
+    try:
+        configs = configs_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    _check_device(parser, args)
+    return configs
+
+
+def _check_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if getattr(args, "device", "auto") != "auto":
         from .training import pick_device
         try:
             pick_device(args.device)
         except ValueError as exc:
             parser.error(str(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, _dest(TrainConfig, "epochs")):  # the commands that train
+        args.configs = _checked_settings(parser, args)
+    else:
+        _check_device(parser, args)
     return _guarded(lambda: args.job(args), on_interrupt=args.interrupt_hint)
 
 
@@ -381,16 +394,7 @@ def course_main(argv: Sequence[str] | None = None) -> int:
         # as --latent-dim 10) are checked before any work, as 'vaegmm train' checks them.
         parser = _course_train_parser()
         options = parser.parse_args(argv[5:])
-        try:
-            configs = configs_from_args(options)
-        except ValueError as exc:
-            parser.error(str(exc))
-        if options.device != "auto":  # a named device is checked before any file is read or written
-            from .training import pick_device
-            try:
-                pick_device(options.device)
-            except ValueError as exc:
-                parser.error(str(exc))
+        configs = _checked_settings(parser, options)
         return _guarded(lambda: _course_train(train=argv[0], val=argv[1], model_path=argv[3], gmm_path=argv[4],
                                               configs=configs, device=options.device, progress=not options.no_progress),
                         on_interrupt=f"run 'python vae.py {' '.join(argv)}' again to train afresh.")
