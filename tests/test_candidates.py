@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vaegmm.candidates import boundary_fraction, choose_candidate
+from vaegmm.candidates import UNSETTLED_DISAGREEMENT, boundary_fraction, choose_candidate, disagreement, unsettled_advice
 from vaegmm.clustering import neighbour_graph
 
 
@@ -39,3 +39,27 @@ def test_choose_candidate_trades_labelled_points_for_cleaner_borders_only_within
         SimpleNamespace(name="d", labelled_agreement=13 / 15, boundary_fraction=0.0042, lower_bound=-3.3),
     ]
     assert choose_candidate(candidates, n_labelled=15, label_slack=slack).name == expected
+
+
+def test_disagreement_is_the_median_share_the_other_candidates_classify_otherwise():
+    chosen = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    same = chosen.copy()
+    one_off = chosen.copy()
+    one_off[0] = 1  # 10% of the points
+    odd = np.roll(chosen, 3)  # one odd candidate, far from the rest
+    assert disagreement(chosen, [same]) == 0.0
+    assert disagreement(chosen, [one_off]) == pytest.approx(0.1)
+    # the median: one odd candidate does not make a settled fit look unsettled
+    assert disagreement(chosen, [same, one_off, odd]) == pytest.approx(0.1)
+    assert np.mean(odd != chosen) > 0.5
+    assert disagreement(chosen, []) is None
+
+
+def test_unsettled_advice_points_a_small_latent_to_a_larger_one_and_stays_quiet_otherwise():
+    assert unsettled_advice(None, latent_dim=2) is None
+    assert unsettled_advice(UNSETTLED_DISAGREEMENT, latent_dim=2) is None
+    low = unsettled_advice(0.45, latent_dim=2)
+    assert "unsettled" in low and "45%" in low and "2-D latent" in low and "--latent-dim 10" in low
+    assert unsettled_advice(0.45, latent_dim=9) is not None
+    # from the suggested size up the figure is recorded, never warned about
+    assert unsettled_advice(0.45, latent_dim=10) is None

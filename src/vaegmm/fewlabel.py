@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .candidates import Candidate, boundary_fraction, choose_candidate
+from .candidates import Candidate, boundary_fraction, choose_candidate, disagreement
 from .clustering import SEEDINGS, kmeans, kmeans_plus_plus, neighbour_graph
 from .config import GMMConfig
 from .gmm import GaussianMixture, check_X, class_indicator
@@ -214,7 +214,9 @@ class FewLabelGMM:
     Fitted attributes
     -----------------
     gmm_ : GaussianMixture, the chosen fit; chosen_ : Candidate; candidates_ : list of Candidate;
-    config_ : GMMConfig, ``config`` with the settings left unset settled for the latent's size.
+    config_ : GMMConfig, ``config`` with the settings left unset settled for the latent's size;
+    disagreement_ : float or None, how unsettled the fit is (:func:`~vaegmm.candidates.disagreement`: the median
+    share of points the other candidates classify otherwise; None with a single candidate).
     """
 
     def __init__(self, config: GMMConfig | None = None, *, random_state: int = 0, n_jobs: int | None = None) -> None:
@@ -279,8 +281,9 @@ class FewLabelGMM:
                     first_partitions = dict(zip(config.seedings, pool.map(seed, config.seedings)))
                     fitted = list(pool.map(fit_task, tasks))
                     neighbours = graph.result()
-        candidates = []
+        candidates, partitions = [], []
         for candidate, partition in fitted:
+            partitions.append(partition)
             candidate.boundary_fraction = boundary_fraction(partition, neighbours)
             if "inputs" in first_partitions:
                 candidate.input_agreement = float(np.mean(partition == first_partitions["inputs"]))
@@ -289,8 +292,11 @@ class FewLabelGMM:
         self.chosen_ = choose_candidate(candidates, n_labelled=len(X_labelled), label_slack=config.label_slack,
                                         by=config.choose_by)
         self.gmm_ = self.chosen_.gmm
+        chosen = candidates.index(self.chosen_)
+        self.disagreement_ = disagreement(partitions[chosen], [p for i, p in enumerate(partitions) if i != chosen])
         return self
 
     def summary(self) -> dict:
         """The chosen candidate and every candidate, as plain data."""
-        return {"chosen": self.chosen_.summary(), "candidates": [c.summary() for c in self.candidates_]}
+        return {"chosen": self.chosen_.summary(), "candidates": [c.summary() for c in self.candidates_],
+                "disagreement": self.disagreement_}
