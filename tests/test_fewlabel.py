@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from vaegmm.candidates import boundary_fraction
+from vaegmm.candidates import UNSETTLED_DISAGREEMENT, boundary_fraction
 from vaegmm.clustering import neighbour_graph
 from vaegmm.config import GMMConfig
 from vaegmm.errors import ConfigError
@@ -180,3 +180,52 @@ def test_regression_on_real_latents_of_the_course_model():
     fit = FewLabelGMM(GMMConfig()).fit(d["train"], d["labelled"], d["labelled_y"])
     accuracy = np.mean(fit.gmm_.predict(d["test"]) == d["test_y"])
     assert accuracy >= 0.98, accuracy  # 0.985 here; one component per class gives 0.953, "nearest" seeding alone 0.979
+
+
+def test_the_course_latents_give_a_settled_fit_and_overlapping_2d_latents_an_unsettled_one():
+    """Both files hold latent means of VAEs trained with the defaults: the course's 1/4/8, whose classes lie
+    apart, and 4,000 of the 2-D latents of MNIST's 4/7/9 (few_labels.py's validation split, one label draw),
+    whose classes overlap (validation score 0.61 against 0.97 for 1/4/8)."""
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    course = np.load(data / "course_latents.npz")
+    settled = FewLabelGMM(GMMConfig()).fit(course["train"], course["labelled"], course["labelled_y"])
+    hard = np.load(data / "latents_479_2d.npz")
+    unsettled = FewLabelGMM(GMMConfig()).fit(hard["train"], hard["labelled"], hard["labelled_y"])
+    assert settled.disagreement_ < UNSETTLED_DISAGREEMENT / 2 < 2 * UNSETTLED_DISAGREEMENT < unsettled.disagreement_
+    assert settled.summary()["disagreement"] == settled.disagreement_
+
+
+def test_a_single_candidate_has_no_disagreement():
+    X, y = make_blobs(np.random.default_rng(2), MEANS, COVS, [300, 200, 100])
+    lab = np.concatenate([np.flatnonzero(y == k)[:5] for k in range(3)])
+    fit = FewLabelGMM(GMMConfig(seedings=("nearest",), schedules=("direct",))).fit(X, X[lab], y[lab])
+    assert len(fit.candidates_) == 1 and fit.disagreement_ is None
+
+
+def test_an_unsettled_fit_warns_once_with_its_advice_and_the_command_line_shows_it_as_one_line(capsys):
+    import warnings
+    from pathlib import Path
+
+    from vaegmm.cli import _guarded
+    from vaegmm.data import Dataset
+    from vaegmm.errors import UnsettledFitWarning
+    from vaegmm.pipeline import fit_gmm
+
+    data = Path(__file__).parent / "data"
+
+    def fit(name: str):
+        d = np.load(data / name)
+        labelled = Dataset(np.zeros((len(d["labelled_y"]), 2, 2), np.float32), d["labelled_y"], "VAL.npz")
+        return fit_gmm(d["train"], d["labelled"], labelled, train_images=None, config=GMMConfig(), seed=0, source="TRAIN.npz")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsettledFitWarning)
+        fit("course_latents.npz")  # settled: no warning
+    with pytest.warns(UnsettledFitWarning, match=r"unsettled.*2-D latent.*--latent-dim 10") as record:
+        fit("latents_479_2d.npz")
+    assert len(record) == 1
+    assert _guarded(lambda: fit("latents_479_2d.npz"), on_interrupt="") == 0  # advice, not an error
+    err = capsys.readouterr().err
+    assert err.startswith("warning: the few-label fit is unsettled") and err.count("\n") == 1

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
-from .errors import DataWarning, DegenerateFitWarning, VaegmmError
+from .errors import DataWarning, DegenerateFitWarning, UnsettledFitWarning, VaegmmError
 
 COURSE_USAGE = """usage:
   python vae.py TRAIN.npz VAL.npz train vae.pth gmm_params.pkl   [settings of 'vaegmm train', e.g. --latent-dim 10]
@@ -27,6 +27,7 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 # Below this binomial p-value, the labelled images flagged by the novelty threshold earn a warning.
 HELD_OUT_ALERT_P = 0.01
+OWN_WARNINGS = (DegenerateFitWarning, DataWarning, UnsettledFitWarning)  # shown as one line, like errors
 CONFIG_GROUPS = (
     (VAEConfig, "model (saved in the model file)"),
     (TrainConfig, "training (saved in the model file)"),
@@ -47,7 +48,7 @@ def _guarded(job: Callable[[], None], *, on_interrupt: str) -> int:
     ``on_interrupt`` is what to tell the user after Ctrl-C: how to go on with the command they ran.
     """
     with warnings.catch_warnings():
-        for category in (DegenerateFitWarning, DataWarning):
+        for category in OWN_WARNINGS:
             warnings.simplefilter("default", category)
         warnings.showwarning = _show_warning
         try:
@@ -63,7 +64,7 @@ def _guarded(job: Callable[[], None], *, on_interrupt: str) -> int:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """vaegmm's own warnings as one line, like its errors; any other warning as Python shows it."""
-    if issubclass(category, (DegenerateFitWarning, DataWarning)):
+    if issubclass(category, OWN_WARNINGS):
         print(f"warning: {message}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -168,6 +169,8 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
            if "input_agreement" in chosen else "") + "), "
         f"{chosen['partition_rounds']} rounds of per-class EM, {em}; "
         f"{chosen['labelled_agreement']:.0%} of the labelled images fall in their class's components"
+        + ("" if summary["gmm"].get("disagreement") is None else
+           f"; the other candidates classify a median {summary['gmm']['disagreement']:.1%} of the training images otherwise")
     )
     novelty = summary["novelty"]
     print(f"novelty threshold {novelty['threshold']:.2f}, flagging {novelty['flag_rate']:.1%} of {novelty['calibrated_on']}")

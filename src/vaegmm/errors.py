@@ -30,3 +30,8 @@ class DegenerateFitWarning(UserWarning):
 
 class DataWarning(UserWarning):
     """Input data that load but look unlike what the user probably meant (e.g. pixels on another scale)."""
+
+
+class UnsettledFitWarning(UserWarning):
+    """The few-label fit's candidate fits disagree on many images: the classes overlap in the latent space,
+    so new images will often be misclassified (:func:`vaegmm.candidates.unsettled_advice`)."""

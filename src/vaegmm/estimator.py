@@ -96,6 +96,9 @@ class VAEGMM:
         y : array (N,) of integer classes with -1 for unlabelled images, or None. With labels, the mixture
             is seeded by the labelled images (the few-label fit); without, an unsupervised mixture of
             ``n_components`` is fitted.
+
+        Warns :class:`vaegmm.errors.UnsettledFitWarning` when the few-label fit's candidates disagree on many
+        images in a latent under 10-D (the classes overlap there; a larger ``latent_dim`` is advised).
         """
         from .model import encode_statistics
         from .novelty import NoveltyDetector, calibration_split, novelty_statistics

@@ -8,6 +8,7 @@ import io
 import json
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ import torch
 from . import __version__
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from .data import Dataset, check_labelled_set, check_same_image_shape, not_among
-from .errors import DataError, ModelFileError
+from .candidates import unsettled_advice
+from .errors import DataError, ModelFileError, UnsettledFitWarning
 from .evaluation import classification_metrics, reconstruction_metrics
 from .fewlabel import FewLabelGMM
 from .gmm import GaussianMixture
@@ -67,8 +69,12 @@ def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset
                 f"{where}: the trained encoder maps {int((~np.isfinite(z).all(axis=1)).sum())} images to NaN or "
                 "infinite latent means: training diverged; lower the learning rate (--lr)."
             )
-    return FewLabelGMM(config, random_state=seed).fit(z_train, labelled_latents, labelled.labels, inputs=train_images,
-                                                      inputs_labelled=labelled.images)
+    fit = FewLabelGMM(config, random_state=seed).fit(z_train, labelled_latents, labelled.labels, inputs=train_images,
+                                                     inputs_labelled=labelled.images)
+    advice = unsettled_advice(fit.disagreement_, latent_dim=z_train.shape[1])
+    if advice:
+        warnings.warn(advice, UnsettledFitWarning, stacklevel=2)
+    return fit
 
 
 def gmm_file_state(gmm: GaussianMixture, *, config: GMMConfig, fit_summary: dict | None, model: VAE,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import explain, latent_analysis
+from .candidates import SUGGESTED_LATENT_DIM, UNSETTLED_DISAGREEMENT, unsettled_advice
 from .document import Report
 from .evaluation import evaluate
 from .explorer import explorer_data, explorer_html
@@ -101,6 +102,9 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
         rep.paragraph(f"Its neighbour-embedding term kept together the images that lie near each other in the latent space "
                       f"of a {teacher['latent_dim']}-D teacher VAE, trained first on the same images "
                       f"({teacher['epochs']} epochs, {teacher['seconds']:.1f} s), instead of those near in pixels.")
+    advice = unsettled_advice(summary["gmm"].get("disagreement"), latent_dim=model.config.latent_dim)
+    if advice:
+        rep.paragraph(f"**Warning:** {advice[0].upper()}{advice[1:]}")
     if evaluation:
         line = (f"On {evaluation['n_test']} test images ({_relative(test.source, run_dir)}): reconstruction SSIM "
                 f"{evaluation['ssim']:.4f}, 1 − MSE {evaluation['one_minus_mse']:.4f}, ELBO {evaluation['elbo_per_image']:.2f} "
@@ -168,6 +172,11 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
                                    "nearest-neighbour edges"
                                    + (f"; it agrees with label spreading over the images on {chosen['input_agreement']:.1%} "
                                       "of them" if "input_agreement" in chosen else "")]]
+    if summary["gmm"].get("disagreement") is not None:
+        rows.append(["other GMM candidates' disagreement", f"a median {summary['gmm']['disagreement']:.1%} of the training "
+                     f"images classified otherwise"
+                     + (f" (unsettled above {UNSETTLED_DISAGREEMENT:.0%} in a latent under {SUGGESTED_LATENT_DIM}-D)"
+                        if model.config.latent_dim < SUGGESTED_LATENT_DIM else "")])
     if run["novelty"] is not None:
         rows.append(["novelty threshold calibrated on", run["novelty"].calibrated_on])
     rows += [[f"model.{k}", v] for k, v in info["model_config"].items()]
