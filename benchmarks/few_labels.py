@@ -6,7 +6,7 @@ the training images (labels never read) and reports, over --draws seeded draws o
 images per class:
 
 - vaegmm's score (mean of macro and micro F1) for each GMM variant in --variants, median and worst draw,
-  and the GMM fit time;
+  the GMM fit time, and each draw's disagreement among the candidate fits (``FewLabelGMM.disagreement_``);
 - the latent space's ceiling: a 10-nearest-neighbour classifier given every training label;
 - the standard recipe: pytorch/examples' VAE (z = 2, 30 epochs) with scikit-learn's GaussianMixture
   seeded by the labelled class means (--peer);
@@ -161,16 +161,18 @@ def run_set(name: str, args) -> dict:
            "restart_losses": result.restart_losses,
            "train_seconds": result.seconds, "device": result.device, "vaegmm": {}}
     for variant in args.variants:
-        scores, seconds = [], []
+        scores, seconds, unsettled = [], [], []
         for idx in labelled_sets:
             start = time.perf_counter()
             fit = FewLabelGMM(gmm_config(variant, args), random_state=0).fit(Z[fit_rows], Z[idx], y_train[idx],
                                                                              inputs=x_train[fit_rows], inputs_labelled=x_train[idx])
             seconds.append(time.perf_counter() - start)
             scores.append(score(y_eval, fit.gmm_.predict(Z_eval)))
+            unsettled.append(fit.disagreement_)
         settled = fit.config_
         out["vaegmm"][variant] = summary(scores, fit_seconds_median=float(np.median(seconds)),
-                                         seedings=list(settled.seedings), label_slack=settled.label_slack)
+                                         seedings=list(settled.seedings), label_slack=settled.label_slack,
+                                         disagreements=unsettled)
     out["ceiling_knn_all_labels"] = score(y_eval, KNeighborsClassifier(10).fit(Z, y_train).predict(Z_eval))
     if args.peer:
         peer, seconds = train_peer(x_train)
