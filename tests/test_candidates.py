@@ -59,7 +59,7 @@ def test_unsettled_advice_points_a_small_latent_to_a_larger_one_and_stays_quiet_
     assert unsettled_advice(None, latent_dim=2) is None
     assert unsettled_advice(UNSETTLED_DISAGREEMENT, latent_dim=2) is None
     low = unsettled_advice(0.45, latent_dim=2)
-    assert "unsettled" in low and "45%" in low and "2-D latent" in low and "--latent-dim 10" in low
+    assert "unsettled" in low and "45.0%" in low and "2-D latent" in low and "--latent-dim 10" in low
     assert unsettled_advice(0.45, latent_dim=9) is not None
     # from the suggested size up the figure is recorded, never warned about
     assert unsettled_advice(0.45, latent_dim=10) is None

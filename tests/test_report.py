@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vaegmm.analysis import bhattacharyya, explain, latent_analysis
+from vaegmm.candidates import UNSETTLED_DISAGREEMENT
 from vaegmm.cli import main
 from vaegmm.data import load_npz
 from vaegmm.evaluation import evaluate
@@ -49,6 +50,10 @@ def test_report_has_every_section_and_figure(run_dir, small_course_files, capsys
     for digit in (1, 4, 8):
         assert f"**Class {digit}**" in md
     assert "Bhattacharyya distance" in md and "inside its 1σ ellipse" in md
+    # the appendix records how unsettled the fit is; the warning paragraph appears exactly when a 2-D fit is unsettled
+    disagreement = json.loads((run_dir / "run.json").read_text())["summary"]["gmm"]["disagreement"]
+    assert f"| other GMM candidates' disagreement | a median {disagreement:.1%} " in md
+    assert ("**Warning:** The few-label fit is unsettled" in md) == (disagreement > UNSETTLED_DISAGREEMENT)
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURES)  # self-contained
     assert not re.search(r'src="(?!data:)', page)

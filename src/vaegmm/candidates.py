@@ -17,10 +17,10 @@ import numpy as np
 
 from .gmm import GaussianMixture
 
-# Above this disagreement a small-latent fit is called unsettled. On validation latents (benchmarks/README.md,
-# "unsettled fits") every 2-D draw on the course digits 1/4/8 stayed at or under 0.033, and every 2-D draw on
-# digit sets that share strokes (3/5/8, 4/7/9, sklearn's 8x8 digits, all ten), scoring 0.50-0.85, was 0.145 or
-# more. In a 10-D latent the figure is no alarm: validation draws scoring 0.92-0.99 reached 0.126.
+# Above this disagreement a small-latent fit is called unsettled. On few_labels.py's validation split
+# (benchmarks/README.md, "Unsettled fits"), every 2-D draw on the course digits 1/4/8 stayed at or under 0.033,
+# and every 2-D draw on digit sets that share strokes (3/5/8, 4/7/9, all ten, scikit-learn's 8x8 digits),
+# scoring 0.45-0.89, was 0.196 or more. In a 10-D latent the figure is no alarm: draws scoring 0.95-0.97 reached 0.263.
 UNSETTLED_DISAGREEMENT = 0.1
 # The latent size the benchmarks measured for classification. Only a latent smaller than this is warned about,
 # because only there the warning has a remedy to offer.
@@ -99,7 +99,7 @@ def unsettled_advice(disagreement_share: float | None, *, latent_dim: int) -> st
     """
     if disagreement_share is None or disagreement_share <= UNSETTLED_DISAGREEMENT or latent_dim >= SUGGESTED_LATENT_DIM:
         return None
-    return (f"the few-label fit is unsettled: the other candidate fits put a median {disagreement_share:.0%} of the "
+    return (f"the few-label fit is unsettled: the other candidate fits put a median {disagreement_share:.1%} of the "
             f"training images in another class than the kept fit (at most {UNSETTLED_DISAGREEMENT:.0%} where the "
             f"latent keeps the classes apart), so the classes overlap in this {latent_dim}-D latent and many new "
             f"images will be misclassified. A larger latent keeps apart classes that share strokes: --latent-dim "
