@@ -292,7 +292,7 @@ class FewLabelGMM:
         self.chosen_ = choose_candidate(candidates, n_labelled=len(X_labelled), label_slack=config.label_slack,
                                         by=config.choose_by)
         self.gmm_ = self.chosen_.gmm
-        chosen = candidates.index(self.chosen_)
+        chosen = next(i for i, c in enumerate(candidates) if c is self.chosen_)  # by identity: candidates hold arrays
         self.disagreement_ = disagreement(partitions[chosen], [p for i, p in enumerate(partitions) if i != chosen])
         return self
 
