@@ -207,7 +207,7 @@ def encode_statistics(model: VAE, images, *, batch_size: int = 4096) -> dict[str
     """One encoder and one decoder pass over images (N, H, W) in [0, 1], and what they say of each image:
     ``mu`` and ``logvar`` (N, latent_dim) float64; ``recon_corr`` (N,), the Pearson correlation between
     the image and its reconstruction, the decoded latent mean; ``edge_corr`` (N,), the same between their
-    edges (:func:`_edges`). Either correlation is 0 where one side is constant."""
+    edges (:func:`_edge_correlation`). Either correlation is 0 where one side is constant."""
     device = next(model.parameters()).device
     model.eval()
     mus, logvars, corrs, edge_corrs = [], [], [], []
@@ -225,25 +225,47 @@ def encode_statistics(model: VAE, images, *, batch_size: int = 4096) -> dict[str
 
 
 # The edges of a block of images are correlated this many bytes at a time: a block that stays in a CPU's cache
-# runs 2-3x faster than a whole batch (28x28 images: 5 ms against 13 ms for 3,091), with the same values.
+# runs faster than a whole batch (3,091 28x28 images: 4-6 ms against 7-9 ms, noisy), with the same values.
 EDGE_BLOCK_BYTES = 4 * 2**20
 
 
 def _edge_correlation(images: "torch.Tensor", recon: "torch.Tensor") -> "torch.Tensor":
-    """Row-wise Pearson correlation (B,) of the edges of images and recon (B, H, W), in blocks of rows."""
+    """Row-wise Pearson correlation (B,) of the edges of images and recon (B, H, W), in blocks of rows; 0 where
+    either image's edges are all equal (a constant image's are all 0). An image's edges are its H*(W-1)
+    differences between horizontal and (H-1)*W between vertical neighbour pixels: they mark where strokes
+    begin and end, which a pixel correlation weighs no more than any other pixel.
+
+    From sums over each direction's differences rather than the concatenated, centred edges: the edges' mean
+    is a difference of border pixels over their count, near 0, so float32 raw sums lose nothing that matters
+    (within 4e-7 of float64 on MNIST) and the block is read four times instead of about twelve.
+    """
     h, w = images.shape[1:]
-    per_image = images.element_size() * (h * (w - 1) + (h - 1) * w)
-    rows = max(1, EDGE_BLOCK_BYTES // max(per_image, 1))
-    return torch.cat([_pearson(_edges(images[i: i + rows]), _edges(recon[i: i + rows])) for i in range(0, len(images), rows)])
+    n_edges = h * (w - 1) + (h - 1) * w
+    if n_edges == 0:  # 1x1 images: nothing to correlate
+        return torch.zeros(len(images), dtype=images.dtype, device=images.device)
+    rows = max(1, EDGE_BLOCK_BYTES // (images.element_size() * n_edges))
+    eps = torch.finfo(images.dtype).eps
+    out = []
+    for i in range(0, len(images), rows):
+        sums = _edge_sums(images[i: i + rows], recon[i: i + rows])  # (5, B)
+        ab, aa, bb, a, b = sums
+        cov, var_a, var_b = ab - a * b / n_edges, aa - a * a / n_edges, bb - b * b / n_edges  # (B,) each
+        # Edges that are all equal (a ramp, or a constant image's zeros) leave a centred sum of rounding only.
+        varies = (var_a > n_edges * eps * aa) & (var_b > n_edges * eps * bb)  # (B,)
+        out.append(torch.where(varies, cov / (var_a * var_b).sqrt().clamp_min(torch.finfo(cov.dtype).tiny), 0.0))
+    return torch.cat(out)
 
 
-def _edges(images: "torch.Tensor") -> "torch.Tensor":
-    """Each image's (B, H, W) differences between horizontal and between vertical neighbour pixels, one row
-    per image: (B, H*(W-1) + (H-1)*W). They mark where strokes begin and end, which a pixel correlation
-    weighs no more than any other pixel."""
-    across = images[:, :, 1:] - images[:, :, :-1]  # (B, H, W-1)
-    down = images[:, 1:, :] - images[:, :-1, :]  # (B, H-1, W)
-    return torch.cat([across.reshape(len(images), -1), down.reshape(len(images), -1)], dim=1)
+def _edge_sums(images: "torch.Tensor", recon: "torch.Tensor") -> "torch.Tensor":
+    """Per image (B, H, W), summed over both directions' neighbour differences da of images and db of recon:
+    (5, B) rows Σ da·db, Σ da², Σ db², Σ da, Σ db."""
+    total = 0
+    for dim in (2, 1):  # across, then down
+        da = images.diff(dim=dim).reshape(len(images), -1)  # (B, H*(W-1)) or (B, (H-1)*W)
+        db = recon.diff(dim=dim).reshape(len(recon), -1)
+        total = total + torch.stack([torch.linalg.vecdot(da, db), torch.linalg.vecdot(da, da), torch.linalg.vecdot(db, db),
+                                     da.sum(dim=1), db.sum(dim=1)])
+    return total
 
 
 def _pearson(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
