@@ -90,6 +90,11 @@ def choose_candidate(candidates: list, *, n_labelled: int, label_slack: int, by:
     return min(eligible, key=lambda c: (c.boundary_fraction, -c.lower_bound))
 
 
+def warns_if_unsettled(latent_dim: int) -> bool:
+    """Whether a fit in a latent of this size is warned about when unsettled (only under SUGGESTED_LATENT_DIM)."""
+    return latent_dim < SUGGESTED_LATENT_DIM
+
+
 def unsettled_advice(disagreement_share: float | None, *, latent_dim: int) -> str | None:
     """The warning for an unsettled fit in a latent smaller than SUGGESTED_LATENT_DIM, else None.
 
@@ -97,7 +102,7 @@ def unsettled_advice(disagreement_share: float | None, *, latent_dim: int) -> st
     SUGGESTED_LATENT_DIM or more is never warned about: there, well-classifying fits measured above the threshold
     too, and the remedy the warning offers is already taken.
     """
-    if disagreement_share is None or disagreement_share <= UNSETTLED_DISAGREEMENT or latent_dim >= SUGGESTED_LATENT_DIM:
+    if disagreement_share is None or disagreement_share <= UNSETTLED_DISAGREEMENT or not warns_if_unsettled(latent_dim):
         return None
     return (f"the few-label fit is unsettled: the other candidate fits put a median {disagreement_share:.1%} of the "
             f"training images in another class than the kept fit (at most {UNSETTLED_DISAGREEMENT:.0%} where the "

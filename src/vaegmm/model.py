@@ -237,7 +237,7 @@ def _edge_correlation(images: "torch.Tensor", recon: "torch.Tensor") -> "torch.T
 
     From sums over each direction's differences rather than the concatenated, centred edges: the edges' mean
     is a difference of border pixels over their count, near 0, so float32 raw sums lose nothing that matters
-    (within 4e-7 of float64 on MNIST) and the block is read four times instead of about twelve.
+    (within 2e-7 of float64 on MNIST's test images), and no concatenated or centred copies are made.
     """
     h, w = images.shape[1:]
     n_edges = h * (w - 1) + (h - 1) * w
@@ -247,8 +247,7 @@ def _edge_correlation(images: "torch.Tensor", recon: "torch.Tensor") -> "torch.T
     eps = torch.finfo(images.dtype).eps
     out = []
     for i in range(0, len(images), rows):
-        sums = _edge_sums(images[i: i + rows], recon[i: i + rows])  # (5, B)
-        ab, aa, bb, a, b = sums
+        ab, aa, bb, a, b = _edge_sums(images[i: i + rows], recon[i: i + rows])  # (B,) each
         cov, var_a, var_b = ab - a * b / n_edges, aa - a * a / n_edges, bb - b * b / n_edges  # (B,) each
         # Edges that are all equal (a ramp, or a constant image's zeros) leave a centred sum of rounding only.
         varies = (var_a > n_edges * eps * aa) & (var_b > n_edges * eps * bb)  # (B,)

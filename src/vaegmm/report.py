@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import explain, latent_analysis
-from .candidates import SUGGESTED_LATENT_DIM, UNSETTLED_DISAGREEMENT, unsettled_advice
+from .candidates import SUGGESTED_LATENT_DIM, UNSETTLED_DISAGREEMENT, unsettled_advice, warns_if_unsettled
 from .document import Report
 from .evaluation import evaluate
 from .explorer import explorer_data, explorer_html
@@ -176,7 +176,7 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
         rows.append(["other GMM candidates' disagreement", f"a median {summary['gmm']['disagreement']:.1%} of the training "
                      f"images classified otherwise"
                      + (f" (unsettled above {UNSETTLED_DISAGREEMENT:.0%} in a latent under {SUGGESTED_LATENT_DIM}-D)"
-                        if model.config.latent_dim < SUGGESTED_LATENT_DIM else "")])
+                        if warns_if_unsettled(model.config.latent_dim) else "")])
     if run["novelty"] is not None:
         rows.append(["novelty threshold calibrated on", run["novelty"].calibrated_on])
     rows += [[f"model.{k}", v] for k, v in info["model_config"].items()]
