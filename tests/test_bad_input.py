@@ -140,7 +140,7 @@ def test_a_class_labelled_minus_one_is_trained_with_a_note(files, capsys, tmp_pa
     (["--warmup", "1.5"], "warmup_fraction (--warmup) must be in [0, 1); got 1.5"),
     (["--epochs", "0", "--min-steps", "0"], "epochs must be >= 1; got 0"),
     (["--beta", "-1"], "beta must be a finite number >= 0; got -1.0"),
-    (["--components-per-class", "0"], "components_per_class must be >= 1"),
+    (["--components-per-class", "0"], "components_per_class (--components-per-class) must be an integer >= 1"),
     (["--hidden", "8000,4000"], "give 76,592,788 parameters, over the 20,000,000 limit"),
     (["--latent-dim", "0"], "latent_dim (--latent-dim) must be >= 1"),
     (["--lr", "nan"], "lr must be a finite number > 0"),

@@ -6,7 +6,7 @@ import pytest
 
 from vaegmm.candidates import UNSETTLED_DISAGREEMENT, boundary_fraction
 from vaegmm.clustering import neighbour_graph
-from vaegmm.config import GMMConfig
+from vaegmm.config import MOST_COMPONENTS_PER_CLASS, GMMConfig, components_paid_for, gaussian_parameters
 from vaegmm.errors import ConfigError
 from vaegmm.fewlabel import FewLabelGMM, component_schedule, random_subset
 
@@ -73,6 +73,30 @@ def test_unset_seedings_and_slack_follow_the_latent_size():
     fit = FewLabelGMM().fit(X3, X3[lab], y[lab])
     assert fit.config_.seedings == ("nearest", "spreading") and fit.config_.label_slack == 2
     assert {c.seeding for c in fit.candidates_} == {"nearest", "spreading"} and fit.config.seedings is None
+
+
+def test_unset_components_per_class_are_those_the_points_pay_for():
+    assert gaussian_parameters(2) == 6 and gaussian_parameters(10) == 66  # D + D(D+1)/2 + 1
+    # 2-D: 24 points a class pay for 4 components, 23 for 3; 10-D: 100 points a class for 1, 200 for 3.
+    assert components_paid_for(72, 3, 2, most=4) == 4 and components_paid_for(69, 3, 2, most=4) == 3
+    assert components_paid_for(1000, 10, 10, most=4) == 1 and components_paid_for(2000, 10, 10, most=4) == 3
+    assert components_paid_for(20, 10, 10, most=4) == 1  # never none
+    assert components_paid_for(10**6, 10, 10, most=4) == 4  # never above the most
+    assert GMMConfig().for_latent(10, n_points=1000, n_classes=10).components_per_class == 1
+    assert GMMConfig().for_latent(10).components_per_class == MOST_COMPONENTS_PER_CLASS  # no counts: the most
+    assert GMMConfig(components_per_class=4).for_latent(10, n_points=1000, n_classes=10).components_per_class == 4
+    with pytest.raises(ConfigError, match=r"components_per_class \(--components-per-class\) must be an integer >= 1"):
+        GMMConfig(components_per_class=0)
+    # the fit settles it on the points it uses (its subset, above max_fit_points) and records it
+    rng = np.random.default_rng(0)
+    X, y = make_blobs(rng, MEANS, COVS, [150] * len(MEANS))
+    lab = np.concatenate([np.flatnonzero(y == c)[:5] for c in np.unique(y)])
+    X5 = np.column_stack([X, rng.normal(size=(len(X), 3))])  # 5-D: 21 parameters a component
+    fit = FewLabelGMM().fit(X5, X5[lab], y[lab])
+    assert fit.config_.components_per_class == min(4, 150 // 21) == 4
+    fit = FewLabelGMM(GMMConfig(max_fit_points=len(MEANS) * 60)).fit(X5, X5[lab], y[lab])
+    assert fit.config_.components_per_class == 60 // 21 == 2 and fit.config.components_per_class is None
+    assert max(len(c.gmm.means_) for c in fit.candidates_) == 2 * len(MEANS)
 
 
 def test_doubling_moves_a_border_that_many_components_would_keep():

@@ -110,3 +110,10 @@ def unsettled_advice(disagreement_share: float | None, *, latent_dim: int) -> st
             f"images will be misclassified. A larger latent keeps apart classes that share strokes: --latent-dim "
             f"{SUGGESTED_LATENT_DIM} (VAEConfig(latent_dim={SUGGESTED_LATENT_DIM})) classified such digit sets far "
             "better on the benchmark (README, 'Few labels on harder classes'); more labelled images per class help too.")
+
+
+def components_phrase(fit_summary: dict) -> str:
+    """'N components per class, ' from a few-label fit's summary (``FewLabelGMM.summary``); '' for a summary
+    written before it held the number."""
+    k = fit_summary.get("components_per_class")
+    return "" if k is None else f"{k} component{'' if k == 1 else 's'} per class, "

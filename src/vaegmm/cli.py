@@ -14,6 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .candidates import components_phrase
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from .errors import DataWarning, DegenerateFitWarning, UnsettledFitWarning, VaegmmError
 
@@ -163,7 +164,8 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     else:
         em = "per-class EM fits kept"
     print(
-        f"GMM: fitted in {summary['gmm_seconds']:.2f} s; {chosen['seeding']} seeding, {chosen['schedule']} schedule "
+        f"GMM: fitted in {summary['gmm_seconds']:.2f} s; {components_phrase(summary['gmm'])}{chosen['seeding']} seeding, "
+        f"{chosen['schedule']} schedule "
         f"({len(candidates)} candidates; its borders cut {chosen['boundary_fraction']:.1%} of neighbour edges"
         + (f", and it agrees with label spreading over the images on {chosen['input_agreement']:.1%} of them"
            if "input_agreement" in chosen else "") + "), "

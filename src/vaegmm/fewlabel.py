@@ -242,9 +242,10 @@ class FewLabelGMM:
         classes = np.unique(y_labelled)
         if len(classes) < 2:
             raise ValueError(f"need labelled points of at least 2 classes to seed the mixture; got {classes.tolist()}.")
-        # Unset seedings and label slack follow the latent's size; the settled config is what the fit used.
-        config = self.config_ = self.config.for_latent(X.shape[1])
-        used = random_subset(len(X), config.max_fit_points, np.random.default_rng(self.random_state))
+        used = random_subset(len(X), self.config.max_fit_points, np.random.default_rng(self.random_state))
+        # Unset seedings and label slack follow the latent's size, unset components per class the points each class
+        # can expect in it; the settled config is what the fit used.
+        config = self.config_ = self.config.for_latent(X.shape[1], n_points=len(used), n_classes=len(classes))
         if "inputs" in config.seedings:
             inputs, inputs_labelled = check_inputs(inputs, inputs_labelled, n_points=len(X), n_labelled=len(X_labelled))
             inputs = inputs[used]  # (n, P)
@@ -299,4 +300,4 @@ class FewLabelGMM:
     def summary(self) -> dict:
         """The chosen candidate and every candidate, as plain data."""
         return {"chosen": self.chosen_.summary(), "candidates": [c.summary() for c in self.candidates_],
-                "disagreement": self.disagreement_}
+                "disagreement": self.disagreement_, "components_per_class": self.config_.components_per_class}
