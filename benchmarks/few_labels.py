@@ -1,7 +1,8 @@
 """Few labels, any classes: vaegmm's score with 5 labels per class against what its latent space allows.
 
 For each class set — MNIST digits {1,4,8}, {3,5,8}, {4,7,9}, all ten (from the full MNIST in
-../shared/data/mnist, or --mnist), and scikit-learn's 8x8 digits — it trains a VAE with the defaults on
+../shared/data/mnist, or --mnist), scikit-learn's 8x8 digits, and (``--sets digits8x3``, not run by default)
+those digits as they are, mirrored and turned 90 degrees, thirty classes — it trains a VAE with the defaults on
 the training images (labels never read) and reports, over --draws seeded draws of 5 labelled training
 images per class:
 

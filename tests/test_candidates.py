@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vaegmm.candidates import UNSETTLED_DISAGREEMENT, boundary_fraction, choose_candidate, disagreement, unsettled_advice
+from vaegmm.candidates import (UNSETTLED_DISAGREEMENT, boundary_fraction, choose_candidate, components_phrase, disagreement,
+                               unsettled_advice)
 from vaegmm.clustering import neighbour_graph
 
 
@@ -63,3 +64,9 @@ def test_unsettled_advice_points_a_small_latent_to_a_larger_one_and_stays_quiet_
     assert unsettled_advice(0.45, latent_dim=9) is not None
     # from the suggested size up the figure is recorded, never warned about
     assert unsettled_advice(0.45, latent_dim=10) is None
+
+
+def test_components_phrase_names_the_settled_number_and_is_empty_for_old_summaries():
+    assert components_phrase({"components_per_class": 1}) == "1 component per class, "
+    assert components_phrase({"components_per_class": 4}) == "4 components per class, "
+    assert components_phrase({"chosen": {}}) == ""  # a GMM file or run.json written before the number was recorded

@@ -138,3 +138,22 @@ def test_fit_holds_unlabelled_images_out_to_calibrate_the_novelty_threshold(cour
     assert est.classes_.tolist() == [1, 4, 8] and est.predict(X_test).shape == (len(X_test),)
     # SMALL trains 3 epochs with no --min-steps: by default nothing is held out and every image calibrates.
     assert VAEGMM(**SMALL).fit(X, y).novelty_.n_calibration_ == len(X)
+
+
+def test_save_records_the_components_the_fit_settled(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from vaegmm.storage import load_plain_pickle
+
+    digits = load_digits()
+    keep = digits.target < 3
+    X, y_true = digits.images[keep][:300] / 16, digits.target[keep][:300]
+    y = np.full(len(X), -1)
+    for c in range(3):
+        y[np.flatnonzero(y_true == c)[:5]] = c
+    # about 100 points a class in a 10-D latent pay for one 66-parameter Gaussian each, not the most (4)
+    api = VAEGMM(vae=VAEConfig(hidden_sizes=(16,), latent_dim=10), train=TrainConfig(epochs=1, min_steps=0),
+                 device="cpu").fit(X, y)
+    assert api.fit_.config_.components_per_class == 1 and len(api.gmm_.means_) == 3
+    state = load_plain_pickle(api.save(tmp_path / "api") / "gmm_params.pkl")
+    assert state["config"]["components_per_class"] == 1

@@ -54,6 +54,9 @@ def test_report_has_every_section_and_figure(run_dir, small_course_files, capsys
     disagreement = json.loads((run_dir / "run.json").read_text())["summary"]["gmm"]["disagreement"]
     assert f"| other GMM candidates' disagreement | a median {disagreement:.1%} " in md
     assert ("**Warning:** The few-label fit is unsettled" in md) == (disagreement > UNSETTLED_DISAGREEMENT)
+    # and how many components a class got: 2-D latents of 1,200 images pay for the most, 4
+    assert json.loads((run_dir / "run.json").read_text())["summary"]["gmm"]["components_per_class"] == 4
+    assert "| GMM candidate kept | 4 components per class, " in md
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURES)  # self-contained
     assert not re.search(r'src="(?!data:)', page)
