@@ -262,7 +262,10 @@ class VAEGMM:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         # As the few-label fit settled it; the unsupervised mixture settles nothing from the data.
-        settled = self.fit_.config_ if self.fit_ is not None else (self.gmm or GMMConfig()).for_latent(self.model_.config.latent_dim)
+        if self.fit_ is not None:
+            settled = self.fit_.config_
+        else:
+            settled = (self.gmm or GMMConfig()).for_latent(self.model_.config.latent_dim)
         state = gmm_file_state(self.gmm_, config=settled, model=self.model_, novelty=self.novelty_,
                                fit_summary=None if self.fit_ is None else self.fit_.summary(),
                                novelty_config=self.novelty or NoveltyConfig())
