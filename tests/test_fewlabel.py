@@ -6,7 +6,7 @@ import pytest
 
 from vaegmm.candidates import UNSETTLED_DISAGREEMENT, boundary_fraction
 from vaegmm.clustering import neighbour_graph
-from vaegmm.config import MOST_COMPONENTS_PER_CLASS, GMMConfig, components_paid_for, gaussian_parameters
+from vaegmm.config import MOST_COMPONENTS_PER_CLASS, GMMConfig, components_paid_for, component_parameter_count
 from vaegmm.errors import ConfigError
 from vaegmm.fewlabel import FewLabelGMM, component_schedule, random_subset
 
@@ -76,7 +76,7 @@ def test_unset_seedings_and_slack_follow_the_latent_size():
 
 
 def test_unset_components_per_class_are_those_the_points_pay_for():
-    assert gaussian_parameters(2) == 6 and gaussian_parameters(10) == 66  # D + D(D+1)/2 + 1
+    assert component_parameter_count(2) == 6 and component_parameter_count(10) == 66  # D + D(D+1)/2 + 1
     # 2-D: 24 points a class pay for 4 components, 23 for 3; 10-D: 100 points a class for 1, 200 for 3.
     assert components_paid_for(72, 3, 2, most=4) == 4 and components_paid_for(69, 3, 2, most=4) == 3
     assert components_paid_for(1000, 10, 10, most=4) == 1 and components_paid_for(2000, 10, 10, most=4) == 3

@@ -242,7 +242,7 @@ LABEL_SLACK_ABOVE_2D = 2
 MOST_COMPONENTS_PER_CLASS = 4
 
 
-def gaussian_parameters(n_features: int) -> int:
+def component_parameter_count(n_features: int) -> int:
     """Free parameters of one full-covariance mixture component in ``n_features`` dimensions: its mean, its
     covariance's D (D + 1) / 2 entries and its weight."""
     return n_features + n_features * (n_features + 1) // 2 + 1
@@ -255,7 +255,7 @@ def components_paid_for(n_points: int, n_classes: int, n_features: int, *, most:
     In 2-D a component has 6 parameters, so 4 per class need only 24 points a class. In 10-D it has 66: 4 per
     class need 264, which a class of scikit-learn's 8x8 digits (about 100 images) does not have.
     """
-    return int(min(most, max(1, (n_points // n_classes) // gaussian_parameters(n_features))))
+    return int(min(most, max(1, (n_points // n_classes) // component_parameter_count(n_features))))
 
 
 @_numpydoc
