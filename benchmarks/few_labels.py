@@ -1,8 +1,9 @@
 """Few labels, any classes: vaegmm's score with 5 labels per class against what its latent space allows.
 
 For each class set — MNIST digits {1,4,8}, {3,5,8}, {4,7,9}, all ten (from the full MNIST in
-../shared/data/mnist, or --mnist), scikit-learn's 8x8 digits, and (``--sets digits8x3``, not run by default)
-those digits as they are, mirrored and turned 90 degrees, thirty classes — it trains a VAE with the defaults on
+../shared/data/mnist, or --mnist), scikit-learn's 8x8 digits, and, not run by default, those digits as they
+are, mirrored and turned 90 degrees, thirty classes (``--sets digits8x3``) and four classes of drawn shapes
+that are not digits (``--sets shapes``, benchmarks/shapes.py) — it trains a VAE with the defaults on
 the training images (labels never read) and reports, over --draws seeded draws of 5 labelled training
 images per class:
 
@@ -50,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from compare import peer_gmm, train_peer  # noqa: E402
+from shapes import make_shapes  # noqa: E402
 
 from vaegmm.config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig  # noqa: E402
 from vaegmm.data import as_images  # noqa: E402
@@ -60,13 +62,16 @@ from vaegmm.model import encode_means  # noqa: E402
 from vaegmm.novelty import calibration_rows  # noqa: E402
 from vaegmm.training import pick_device, train_vae  # noqa: E402
 
-SETS = {"148": (1, 4, 8), "358": (3, 5, 8), "479": (4, 7, 9), "all": tuple(range(10)), "digits8": None, "digits8x3": None}
+SETS = {"148": (1, 4, 8), "358": (3, 5, 8), "479": (4, 7, 9), "all": tuple(range(10)), "digits8": None, "digits8x3": None,
+        "shapes": None}
 LABELS_PER_CLASS = 5
 VALIDATION_SHARE = 0.1
 DIGITS8_TEST = 550  # scikit-learn's 1,797 8x8 digits: 1,247 for training, 550 for testing
 # digits8x3: each 8x8 digit as it is, mirrored left to right and turned 90 degrees, each a class of its own
 # (digit + 10 * k): thirty classes of about 125 training images, a many-class set that no default was chosen on.
 DIGITS8_VARIANTS = 3
+# shapes (benchmarks/shapes.py): four classes of 32x32 shapes that are not digits, drawn from fixed seeds
+SHAPES_TRAIN, SHAPES_TEST, SHAPES_SIDE = 6000, 2000, 32
 VARIANTS = {
     "default": {},  # vaegmm's: k-means + nearest in 2-D, nearest + spreading (and slack 2) above, unless given
     "kmeans_nearest": {"seedings": ("kmeans", "nearest")},  # the 2-D default at any size ("default" in 10-D before)
@@ -107,6 +112,9 @@ def _split_set(name: str, mnist_dir: Path, split: str, seed: int):
         if name == "digits8x3":
             # The variants of one source image stay on one side of the split.
             x_train, y_train, x_test, y_test = (*_variants(x_train, y_train), *_variants(x_test, y_test))
+    elif name == "shapes":
+        x_train, y_train = make_shapes(SHAPES_TRAIN, side=SHAPES_SIDE, seed=seed)
+        x_test, y_test = make_shapes(SHAPES_TEST, side=SHAPES_SIDE, seed=seed + 1)
     else:
         arrays = load_mnist_arrays(mnist_dir)
         keep = np.isin(arrays["train_labels"], SETS[name])
