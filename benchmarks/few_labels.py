@@ -81,6 +81,8 @@ VARIANTS = {
     # components a class's points pay for were settled from the data
     "spreading_k4": {"seedings": ("nearest", "spreading"), "components_per_class": 4},
     "inputs": {"seedings": ("kmeans", "nearest", "inputs"), "choose_by": "inputs"},
+    # nearest + spreading with label spreading over ten neighbours a point: the recommendation before five
+    "spreading_nb10": {"seedings": ("nearest", "spreading"), "spread_neighbors": 10},
 }
 
 

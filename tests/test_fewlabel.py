@@ -55,6 +55,28 @@ def test_unknown_schedule_or_seeding_is_refused():
         GMMConfig(seedings=("kmeans", "kmeans"))
 
 
+def test_the_spreading_seeding_spreads_over_a_graph_of_spread_neighbors(monkeypatch, blobs):
+    import vaegmm.fewlabel as fewlabel
+
+    X, y = blobs
+    labelled = np.concatenate([np.flatnonzero(y == c)[:5] for c in np.unique(y)])
+    seen = []
+    real = fewlabel.spread_labels
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["n_neighbors"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fewlabel, "spread_labels", recording)
+    for k in (3, 7):
+        fit = FewLabelGMM(GMMConfig(seedings=("spreading",), spread_neighbors=k, components_per_class=1)).fit(
+            X, X[labelled], y[labelled])
+        assert np.mean(fit.gmm_.predict(X) == y) > 0.95
+    assert seen == [3, 7]
+    with pytest.raises(ConfigError, match=r"spread_neighbors \(--spread-neighbors\) must be >= 1; got 0"):
+        GMMConfig(spread_neighbors=0)
+
+
 def test_unset_seedings_and_slack_follow_the_latent_size():
     assert GMMConfig().for_latent(2).seedings == ("kmeans", "nearest") and GMMConfig().for_latent(2).label_slack == 1
     assert GMMConfig().for_latent(1).seedings == ("kmeans", "nearest")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import SPREAD_NEIGHBOURS
+
 # Rows per block when distances to many centres are needed: bounds memory at (block, M) floats.
 DISTANCE_BLOCK = 4096
 # Up to this many features, distances are summed feature by feature (exact, and fastest for a few);
@@ -12,7 +14,6 @@ FEATURE_LOOP_MAX_DIM = 4
 # Label spreading with Zhou et al.'s (2004) alpha = 0.99, not scikit-learn's default of 0.2 (with 7 neighbours and
 # 30 iterations): at 0.2 a label fades within a few hops, and five labels per class reached 0.90 of the 1/4/8
 # training points of a 10-D latent (0.99: 0.99) and 0.76 of 4/7/9's (0.92; benchmarks/README.md, spreading).
-SPREAD_NEIGHBOURS = 10
 SPREAD_ALPHA = 0.99
 SPREAD_ITERATIONS = 100
 

@@ -32,7 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .candidates import Candidate, boundary_fraction, choose_candidate, disagreement
-from .clustering import SEEDINGS, kmeans, kmeans_plus_plus, neighbour_graph
+from .clustering import SEEDINGS, kmeans, kmeans_plus_plus, neighbour_graph, spread_labels
 from .config import GMMConfig
 from .gmm import GaussianMixture, check_X, class_indicator
 from .inputspace import input_spreading
@@ -265,6 +265,8 @@ class FewLabelGMM:
             if seeding == "inputs":
                 return input_spreading(inputs, inputs_labelled, y_labelled, classes, n_components=config.input_components,
                                        n_neighbors=config.n_neighbors, random_state=self.random_state)  # (n,)
+            if seeding == "spreading":
+                return spread_labels(X, X_labelled, y_labelled, classes, n_neighbors=config.spread_neighbors)  # (n,)
             return SEEDINGS[seeding](X, X_labelled, y_labelled, classes)  # (n,)
 
         # The seedings, the neighbour graph and the candidates are independent, and numpy and scipy release
