@@ -83,6 +83,8 @@ VARIANTS = {
     "inputs": {"seedings": ("kmeans", "nearest", "inputs"), "choose_by": "inputs"},
     # nearest + spreading with label spreading over ten neighbours a point: the recommendation before five
     "spreading_nb10": {"seedings": ("nearest", "spreading"), "spread_neighbors": 10},
+    # nearest + spreading without the candidate fitted once on the spread partition: the recommendation before it
+    "spreading_refined": {"seedings": ("nearest", "spreading"), "fit_once": ()},
 }
 
 

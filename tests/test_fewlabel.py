@@ -77,6 +77,45 @@ def test_the_spreading_seeding_spreads_over_a_graph_of_spread_neighbors(monkeypa
         GMMConfig(spread_neighbors=0)
 
 
+def test_a_fit_once_seeding_adds_a_candidate_fitted_on_its_partition_as_it_stands(blobs):
+    import vaegmm.fewlabel as fewlabel
+    from vaegmm.clustering import spread_labels
+
+    X, y = blobs
+    labelled = np.concatenate([np.flatnonzero(y == c)[:5] for c in np.unique(y)])
+    classes = np.unique(y)
+    fit = few_label(X, X[labelled], y[labelled], seedings=("nearest", "spreading"), components_per_class=2)
+    assert [(c.seeding, c.schedule) for c in fit.candidates_] == [
+        ("nearest", "direct"), ("nearest", "doubling"), ("spreading", "direct"), ("spreading", "doubling"),
+        ("spreading", "once")]
+    once = fit.candidates_[-1]
+    assert once.partition_rounds == 1 and not once.joint_em_accepted
+    # The same mixture as one round of per-class EM on the spread partition, with nothing after it.
+    config = fit.config_
+    partition = spread_labels(X, X[labelled], y[labelled], classes, n_neighbors=config.spread_neighbors)
+    expected = fewlabel.per_class_mixtures(X, X[labelled], y[labelled], classes, partition, n_components=2,
+                                           config=config, rng=np.random.default_rng(0), random_state=0)
+    np.testing.assert_allclose(once.gmm.means_, expected.means_)
+    np.testing.assert_allclose(once.gmm.weights_, expected.weights_)
+    # Only seedings among --seedings give one, and none with fit_once empty.
+    assert "once" not in {c.schedule for c in few_label(X, X[labelled], y[labelled], seedings=("nearest",)).candidates_}
+    assert "once" not in {c.schedule for c in few_label(X, X[labelled], y[labelled], seedings=("spreading",),
+                                                        fit_once=()).candidates_}
+    # Settings saved before the option had no such candidate; the option reaches the command line.
+    saved = GMMConfig().to_dict()
+    assert GMMConfig.from_dict(saved).fit_once == ("spreading",)
+    del saved["fit_once"]
+    assert GMMConfig.from_dict(saved).fit_once == ()
+    from vaegmm.cli import build_parser, configs_from_args
+
+    train = ["train", "--train", "t.npz", "--val", "v.npz"]
+    for extra, expected in (([], ("spreading",)), (["--fit-once", ""], ()), (["--fit-once", "nearest,spreading"],
+                                                                             ("nearest", "spreading"))):
+        assert configs_from_args(build_parser().parse_args(train + extra))[2].fit_once == expected
+    with pytest.raises(ConfigError, match=r"fit_once \(--fit-once\) must be a list without repeats from .*; got \['spread'\]"):
+        GMMConfig(fit_once=("spread",))
+
+
 def test_unset_seedings_and_slack_follow_the_latent_size():
     assert GMMConfig().for_latent(2).seedings == ("kmeans", "nearest") and GMMConfig().for_latent(2).label_slack == 1
     assert GMMConfig().for_latent(1).seedings == ("kmeans", "nearest")

@@ -19,13 +19,16 @@ stages, each a pure function that builds fresh :class:`~vaegmm.gmm.GaussianMixtu
    classified as their own class and never moves more than ``max_class_shift`` of the points across
    classes (EM stops as soon as it does).
 
-Each (seeding, schedule) pair gives a :class:`~vaegmm.candidates.Candidate`, and
+Each (seeding, schedule) pair gives a :class:`~vaegmm.candidates.Candidate`; each seeding in ``fit_once`` gives
+one more, its partition fitted once as it stands (stage 2 for one round, no stage 3: the "once" schedule),
+because re-assignment and joint EM can move a good graph-drawn border to one the likelihood prefers. And
 :func:`~vaegmm.candidates.choose_candidate` picks one (see :mod:`vaegmm.candidates`).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,7 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from .candidates import Candidate, boundary_fraction, choose_candidate, disagreement
 from .clustering import SEEDINGS, kmeans, kmeans_plus_plus, neighbour_graph, spread_labels
-from .config import GMMConfig
+from .config import ONCE_SCHEDULE, GMMConfig
 from .gmm import GaussianMixture, check_X, class_indicator
 from .inputspace import input_spreading
 
@@ -175,8 +178,11 @@ def fit_candidate(X, X_labelled, y_labelled, classes, first_partition, *, sizes,
                   random_state) -> tuple[Candidate, np.ndarray]:
     """Stages 2 and 3 for each entry of ``sizes`` (components per class), each from the last one's partition.
 
-    Returns the candidate and its final partition of X (N,).
+    With the "once" schedule, ``sizes`` is one stage, fitted once on ``first_partition`` as it stands: one round of
+    per-class EM and no joint EM. Returns the candidate and its final partition of X (N,).
     """
+    if schedule == ONCE_SCHEDULE:
+        config = replace(config, max_partition_rounds=1, joint_em=False)
     partition = first_partition
     for n_components in sizes:
         staged, rounds = refine_partition(X, X_labelled, y_labelled, classes, partition, n_components=n_components,
@@ -255,6 +261,8 @@ class FewLabelGMM:
         for schedule in config.schedules:
             stages.setdefault(tuple(component_schedule(schedule, config.components_per_class)), schedule)
         tasks = [(seeding, sizes, schedule) for seeding in config.seedings for sizes, schedule in stages.items()]
+        tasks += [(seeding, (config.components_per_class,), ONCE_SCHEDULE) for seeding in config.seedings
+                  if seeding in config.fit_once]
 
         def fit_task(task: tuple[str, tuple[int, ...], str]) -> tuple[Candidate, np.ndarray]:
             seeding, sizes, schedule = task
