@@ -28,8 +28,8 @@ because re-assignment and joint EM can move a good graph-drawn border to one the
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
