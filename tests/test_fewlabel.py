@@ -109,9 +109,9 @@ def test_a_fit_once_seeding_adds_a_candidate_fitted_on_its_partition_as_it_stand
     from vaegmm.cli import build_parser, configs_from_args
 
     train = ["train", "--train", "t.npz", "--val", "v.npz"]
-    for extra, expected in (([], ("spreading",)), (["--fit-once", ""], ()), (["--fit-once", "nearest,spreading"],
-                                                                             ("nearest", "spreading"))):
-        assert configs_from_args(build_parser().parse_args(train + extra))[2].fit_once == expected
+    for extra, wanted in (([], ("spreading",)), (["--fit-once", ""], ()), (["--fit-once", "nearest,spreading"],
+                                                                           ("nearest", "spreading"))):
+        assert configs_from_args(build_parser().parse_args(train + extra))[2].fit_once == wanted
     with pytest.raises(ConfigError, match=r"fit_once \(--fit-once\) must be a list without repeats from .*; got \['spread'\]"):
         GMMConfig(fit_once=("spread",))
 
