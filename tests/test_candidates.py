@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vaegmm.candidates import (UNSETTLED_DISAGREEMENT, boundary_fraction, choose_candidate, components_phrase, disagreement,
-                               unsettled_advice)
+                               rounds_phrase, unsettled_advice)
 from vaegmm.clustering import neighbour_graph
 
 
@@ -70,3 +70,8 @@ def test_components_phrase_names_the_settled_number_and_is_empty_for_old_summari
     assert components_phrase({"components_per_class": 1}) == "1 component per class, "
     assert components_phrase({"components_per_class": 4}) == "4 components per class, "
     assert components_phrase({"chosen": {}}) == ""  # a GMM file or run.json written before the number was recorded
+
+
+def test_rounds_phrase_is_singular_for_the_once_schedules_one_round():
+    assert rounds_phrase({"partition_rounds": 1}) == "1 round of per-class EM"
+    assert rounds_phrase({"partition_rounds": 7}) == "7 rounds of per-class EM"

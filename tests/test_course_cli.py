@@ -28,7 +28,7 @@ def test_train_writes_model_gmm_and_log(trained):
     assert (work / "vae.pth").is_file() and (work / "gmm_params.pkl").is_file()
     log = (work / "vae_train_log.jsonl").read_text().splitlines()
     assert len(log) >= 1 and '"recon"' in log[0] and '"kl"' in log[0]
-    assert "parameters:" in result.stdout and "rounds of per-class EM" in result.stdout
+    assert "parameters:" in result.stdout and "of per-class EM" in result.stdout
     assert "GMM: fitted in " in result.stdout and " s; 4 components per class, " in result.stdout
     # Not a terminal: one progress line per epoch, no carriage-return frames of a bar.
     epochs = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]

@@ -117,3 +117,10 @@ def components_phrase(fit_summary: dict) -> str:
     written before it held the number."""
     k = fit_summary.get("components_per_class")
     return "" if k is None else f"{k} component{'' if k == 1 else 's'} per class, "
+
+
+def rounds_phrase(candidate_summary: dict) -> str:
+    """'N rounds of per-class EM' from a candidate's summary (``Candidate.summary``), singular for one round (the
+    "once" schedule's)."""
+    n = candidate_summary["partition_rounds"]
+    return f"{n} round{'' if n == 1 else 's'} of per-class EM"

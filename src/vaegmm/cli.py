@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .candidates import components_phrase
+from .candidates import components_phrase, rounds_phrase
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from .errors import DataWarning, DegenerateFitWarning, UnsettledFitWarning, VaegmmError
 
@@ -169,7 +169,7 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
         f"({len(candidates)} candidates; its borders cut {chosen['boundary_fraction']:.1%} of neighbour edges"
         + (f", and it agrees with label spreading over the images on {chosen['input_agreement']:.1%} of them"
            if "input_agreement" in chosen else "") + "), "
-        f"{chosen['partition_rounds']} rounds of per-class EM, {em}; "
+        f"{rounds_phrase(chosen)}, {em}; "
         f"{chosen['labelled_agreement']:.0%} of the labelled images fall in their class's components"
         + ("" if summary["gmm"].get("disagreement") is None else
            f"; the other candidates classify a median {summary['gmm']['disagreement']:.1%} of the training images otherwise")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import explain, latent_analysis
-from .candidates import SUGGESTED_LATENT_DIM, UNSETTLED_DISAGREEMENT, components_phrase, unsettled_advice, warns_if_unsettled
+from .candidates import SUGGESTED_LATENT_DIM, UNSETTLED_DISAGREEMENT, components_phrase, rounds_phrase, unsettled_advice, warns_if_unsettled
 from .document import Report
 from .evaluation import evaluate
 from .explorer import explorer_data, explorer_html
@@ -166,7 +166,7 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
             ["parameters", f"{summary['parameters']:,}"],
             ["images the VAE trained on", f"{summary.get('vae_images', info['n_train']):,} of {info['n_train']:,}"],
             ["GMM candidate kept", components_phrase(summary["gmm"]) + f"{chosen['seeding']} seeding, {chosen['schedule']} schedule, "
-                                   f"{chosen['partition_rounds']} rounds of per-class EM, joint EM "
+                                   f"{rounds_phrase(chosen)}, joint EM "
                                    + ("kept" if chosen["joint_em_accepted"] else "not kept")
                                    + f"; its borders cut {chosen['boundary_fraction']:.1%} of the latent means' "
                                    "nearest-neighbour edges"
