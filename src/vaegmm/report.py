@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import explain, latent_analysis
-from .candidates import SUGGESTED_LATENT_DIM, UNSETTLED_DISAGREEMENT, components_phrase, rounds_phrase, unsettled_advice, warns_if_unsettled
+from .candidates import (SUGGESTED_LATENT_DIM, UNSETTLED_DISAGREEMENT, components_phrase, rounds_phrase, unsettled_advice,
+                         warns_if_unsettled)
 from .document import Report
 from .evaluation import evaluate
 from .explorer import explorer_data, explorer_html
