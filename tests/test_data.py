@@ -110,6 +110,11 @@ def test_labels_must_match_and_exist_when_required(tmp_path):
         load_npz(_save(tmp_path / "n.npz", data=np.zeros((3, 28, 28), np.uint8)), require_labels=True)
     with pytest.raises(DataError, match="integer class labels"):
         load_npz(_save(tmp_path / "f.npz", data=np.zeros((3, 28, 28), np.uint8), labels=np.array([0.5, 1, 2])))
+    # A NaN label is named with where it is, not blamed on the float dtype, which whole numbers may have.
+    with pytest.raises(DataError, match=r"1 value\(s\) that are not whole numbers .*index 2: nan"):
+        load_npz(_save(tmp_path / "nan.npz", data=np.zeros((3, 28, 28), np.uint8), labels=np.array([4.0, 7.0, np.nan])))
+    whole = load_npz(_save(tmp_path / "w.npz", data=np.zeros((3, 28, 28), np.uint8), labels=np.array([4.0, 7.0, -3.0])))
+    assert whole.labels.dtype == np.int64 and whole.labels.tolist() == [4, 7, -3]
 
 
 from hypothesis import given, settings  # noqa: E402

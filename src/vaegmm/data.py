@@ -92,7 +92,16 @@ def as_images(raw: np.ndarray, source: str, key: str) -> np.ndarray:
 
 
 def _as_labels(raw: np.ndarray, source: str, key: str, n_images: int) -> np.ndarray:
-    if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw))):
+    if raw.dtype.kind == "f":  # whole-number floats (as numpy writes labels that passed through a float array) are read
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~(np.isfinite(raw) & (raw == np.round(raw))).ravel())
+        if len(bad):
+            raise DataError(
+                f"{source}: '{key}' ({raw.dtype}) holds {len(bad)} value(s) that are not whole numbers (NaN, infinite or "
+                f"fractional; the first at index {bad[0]}: {float(raw.ravel()[bad[0]])}); expected integer class labels. Give "
+                "every image a whole-number label, or leave out the images that have none."
+            )
+    elif raw.dtype.kind not in "iu":
         raise DataError(
             f"{source}: '{key}' has dtype {raw.dtype}; expected integer class labels. "
             "Save the labels as integers, e.g. labels.astype(np.int64)."
