@@ -38,7 +38,7 @@ def test_train_writes_model_gmm_and_log(trained):
     n = TrainConfig().epochs_for(1080)
     assert n == 267 and len(epochs) == n and epochs[-1].startswith(f"epoch {n}/{n}: loss ")
     assert "1080 images make 9 steps an epoch: training 267 epochs instead of 20 to reach --min-steps 2400" in result.stderr
-    assert "of 120 held-out training images (not trained on)" in result.stdout
+    assert "of 120 training images held out of the VAE's training" in result.stdout
     assert f"training: {n} epochs on 1080 images, " in result.stdout  # benchmarks/compare.py reads the time from this line
     assert "\r" not in result.stderr
     assert not list(work.glob("*.tmp")) and not list(work.glob("*.ckpt"))

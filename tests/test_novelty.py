@@ -150,7 +150,7 @@ def test_round_trip_and_refusals():
     back = NoveltyDetector.from_dict(detector.to_dict(), source="g.pkl")
     assert back.threshold_ == detector.threshold_ and np.array_equal(back.std_, detector.std_)
     assert np.array_equal(back.mean_, detector.mean_)
-    assert back.held_out_ and back.calibrated_on == "40 held-out training images (not trained on)"
+    assert back.held_out_ and back.calibrated_on == "40 training images held out of the VAE's training"
     older = {k: v for k, v in detector.to_dict().items() if k != "held_out"}  # written before held-out calibration
     assert NoveltyDetector.from_dict(older, source="g.pkl").calibrated_on == "40 training images"
     state = detector.to_dict()

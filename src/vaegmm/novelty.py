@@ -130,9 +130,9 @@ class NoveltyDetector:
 
     @property
     def calibrated_on(self) -> str:
-        """The calibration images in words, e.g. "65 held-out training images (not trained on)"."""
+        """The calibration images in words, e.g. "65 training images held out of the VAE's training"."""
         if self.held_out_:
-            return f"{self.n_calibration_} held-out training images (not trained on)"
+            return f"{self.n_calibration_} training images held out of the VAE's training"
         return f"{self.n_calibration_} training images"
 
     @classmethod
