@@ -231,5 +231,5 @@ def test_report_of_a_run_calibrated_on_held_out_images(small_course_files, tmp_p
     assert main(["report", str(out), "--no-progress"]) == 0
     assert len(drawn["train"]) == 960 and len(drawn["held"]) == 240
     md = (out / "report.md").read_text()
-    assert "of 240 held-out training images (not trained on), on which it was calibrated" in md
+    assert "of 240 training images held out of the VAE's training, on which it was calibrated" in md
     assert "| images the VAE trained on | 960 of 1,200 |" in md and "| novelty.calibration_share | 0.2000 |" in md
