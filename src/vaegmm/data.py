@@ -93,8 +93,7 @@ def as_images(raw: np.ndarray, source: str, key: str) -> np.ndarray:
 
 def _as_labels(raw: np.ndarray, source: str, key: str, n_images: int) -> np.ndarray:
     if raw.dtype.kind == "f":  # whole-number floats (as numpy writes labels that passed through a float array) are read
-        with np.errstate(invalid="ignore"):
-            bad = np.flatnonzero(~(np.isfinite(raw) & (raw == np.round(raw))).ravel())
+        bad = np.flatnonzero(~(np.isfinite(raw) & (raw == np.round(raw))).ravel())
         if len(bad):
             raise DataError(
                 f"{source}: '{key}' ({raw.dtype}) holds {len(bad)} value(s) that are not whole numbers (NaN, infinite or "
