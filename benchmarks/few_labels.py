@@ -25,6 +25,9 @@ test images: run it once, at the end. Results go to benchmarks/results/few_label
     python benchmarks/few_labels.py --sets 358,479,all --neighbour-weight 0.4 --variants default --no-peer \
         --no-pixels --train-seed 1 --out benchmarks/results/few_labels_validation_z2_neighbours_seed1.json
 
+``--variants companion`` also trains a 10-D companion VAE per set (``GMMConfig.companion_latent_dim``) and
+spreads the labels over its latent means.
+
 ``--train-seed`` trains the VAE with another seed and keeps the label draws: how much one trained VAE
 moves the figures. ``--train-size N`` keeps a seeded N of the training images (after the validation
 tenth is set aside, which stays whole) and ``--downsample K`` averages K x K pixel blocks: small sets and
@@ -60,7 +63,7 @@ from vaegmm.fewlabel import FewLabelGMM  # noqa: E402
 from vaegmm.mnist import load_mnist_arrays  # noqa: E402
 from vaegmm.model import encode_means  # noqa: E402
 from vaegmm.novelty import calibration_rows  # noqa: E402
-from vaegmm.training import pick_device, train_vae  # noqa: E402
+from vaegmm.training import companion_summary, pick_device, train_companion, train_vae  # noqa: E402
 
 SETS = {"148": (1, 4, 8), "358": (3, 5, 8), "479": (4, 7, 9), "all": tuple(range(10)), "digits8": None, "digits8x3": None,
         "shapes": None}
@@ -81,6 +84,8 @@ VARIANTS = {
     # components a class's points pay for were settled from the data
     "spreading_k4": {"seedings": ("nearest", "spreading"), "components_per_class": 4},
     "inputs": {"seedings": ("kmeans", "nearest", "inputs"), "choose_by": "inputs"},
+    # label spreading over a 10-D companion VAE's latent means, the mixture fitted once within its partition
+    "companion": {"companion_latent_dim": 10},
     # nearest + spreading with label spreading over ten neighbours a point: the recommendation before five
     "spreading_nb10": {"seedings": ("nearest", "spreading"), "spread_neighbors": 10},
     # nearest + spreading without the candidate fitted once on the spread partition: the recommendation before it
@@ -190,12 +195,20 @@ def run_set(name: str, args) -> dict:
            "calibration_share": novelty_config.share_for(len(x_train), train_config), "vae_images": len(fit_rows),
            "restart_losses": result.restart_losses,
            "train_seconds": result.seconds, "device": result.device, "vaegmm": {}}
+    companions = {}  # latent size -> the companion's latent means of every training image, trained once per set
     for variant in args.variants:
         scores, seconds, unsettled = [], [], []
+        dim = gmm_config(variant, args).companion_latent_dim
+        if dim and dim not in companions:
+            companion = train_companion(x_train[fit_rows], model_config=model_config, train_config=train_config,
+                                        latent_dim=dim, device=pick_device(args.device), progress=False)
+            companions[dim] = encode_means(companion.model, x_train)  # (N, dim)
+            out.setdefault("companions", {})[str(dim)] = companion_summary(companion)
+        inputs = companions[dim] if dim else x_train  # what the "inputs" seeding spreads the labels over
         for idx in labelled_sets:
             start = time.perf_counter()
             fit = FewLabelGMM(gmm_config(variant, args), random_state=0).fit(Z[fit_rows], Z[idx], y_train[idx],
-                                                                             inputs=x_train[fit_rows], inputs_labelled=x_train[idx])
+                                                                             inputs=inputs[fit_rows], inputs_labelled=inputs[idx])
             seconds.append(time.perf_counter() - start)
             scores.append(score(y_eval, fit.gmm_.predict(Z_eval)))
             unsettled.append(fit.disagreement_)

@@ -47,7 +47,7 @@ def test_a_single_unlabelled_point_and_one_component_per_class_fit_once_per_seed
 
 
 def test_unknown_schedule_or_seeding_is_refused():
-    with pytest.raises(ConfigError, match=r"schedules must be a non-empty list .* from \['direct', 'doubling'\]; got \['tripling'\]"):
+    with pytest.raises(ConfigError, match=r"schedules \(--schedules\) must be a list without repeats from \['direct', 'doubling'\], or empty; got \['tripling'\]"):
         GMMConfig(schedules=("tripling",))
     with pytest.raises(ConfigError, match="seedings"):
         GMMConfig(seedings=())
@@ -102,7 +102,7 @@ def test_a_fit_once_seeding_adds_a_candidate_fitted_on_its_partition_as_it_stand
     assert "once" not in {c.schedule for c in few_label(X, X[labelled], y[labelled], seedings=("spreading",),
                                                         fit_once=()).candidates_}
     # Settings saved before the option had no such candidate; the option reaches the command line.
-    saved = GMMConfig().to_dict()
+    saved = GMMConfig().for_latent(10).to_dict()  # what a GMM file holds: the settled config
     assert GMMConfig.from_dict(saved).fit_once == ("spreading",)
     del saved["fit_once"]
     assert GMMConfig.from_dict(saved).fit_once == ()
@@ -111,7 +111,7 @@ def test_a_fit_once_seeding_adds_a_candidate_fitted_on_its_partition_as_it_stand
     train = ["train", "--train", "t.npz", "--val", "v.npz"]
     for extra, wanted in (([], ("spreading",)), (["--fit-once", ""], ()), (["--fit-once", "nearest,spreading"],
                                                                            ("nearest", "spreading"))):
-        assert configs_from_args(build_parser().parse_args(train + extra))[2].fit_once == wanted
+        assert configs_from_args(build_parser().parse_args(train + extra))[2].for_latent(2).fit_once == wanted
     with pytest.raises(ConfigError, match=r"fit_once \(--fit-once\) must be a list without repeats from .*; got \['spread'\]"):
         GMMConfig(fit_once=("spread",))
 

@@ -119,6 +119,11 @@ def components_phrase(fit_summary: dict) -> str:
     return "" if k is None else f"{k} component{'' if k == 1 else 's'} per class, "
 
 
+def spread_over_phrase(companion: dict | None) -> str:
+    """What the 'inputs' seeding spread the labels over, from a run summary's ``companion`` entry (None: none)."""
+    return "the images" if not companion else f"the {companion['latent_dim']}-D companion's latent means"
+
+
 def rounds_phrase(candidate_summary: dict) -> str:
     """'N rounds of per-class EM' from a candidate's summary (``Candidate.summary``), singular for one round (the
     "once" schedule's)."""

@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .candidates import components_phrase, rounds_phrase
+from .candidates import components_phrase, rounds_phrase, spread_over_phrase
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from .errors import DataWarning, DegenerateFitWarning, UnsettledFitWarning, VaegmmError
 
@@ -150,6 +150,11 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     if term.get("by_small_set_rule"):
         print(f"neighbour term: {term['weight']:g} per pixel, as the VAE trained on fewer images than --small-set-images "
               "(--neighbour-weight 0 turns it off)")
+    companion = summary.get("companion")
+    if companion:
+        print(f"companion: a {companion['latent_dim']}-D VAE trained {companion['epochs']} epochs in "
+              f"{companion['seconds']:.1f} s (final loss {companion['final_loss']:.2f}); the labels were spread over its "
+              f"latent means to seed the mixture")
     teacher = summary.get("teacher")
     if teacher:
         print(f"teacher: a {teacher['latent_dim']}-D VAE trained {teacher['epochs']} epochs in {teacher['seconds']:.1f} s "
@@ -166,8 +171,10 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     print(
         f"GMM: fitted in {summary['gmm_seconds']:.2f} s; {components_phrase(summary['gmm'])}{chosen['seeding']} seeding, "
         f"{chosen['schedule']} schedule "
-        f"({len(candidates)} candidates; its borders cut {chosen['boundary_fraction']:.1%} of neighbour edges"
-        + (f", and it agrees with label spreading over the images on {chosen['input_agreement']:.1%} of them"
+        f"({len(candidates)} candidate{'' if len(candidates) == 1 else 's'}; its borders cut "
+        f"{chosen['boundary_fraction']:.1%} of neighbour edges"
+        + (f", and it agrees with label spreading over {spread_over_phrase(companion)} on "
+           f"{chosen['input_agreement']:.1%} of them"
            if "input_agreement" in chosen else "") + "), "
         f"{rounds_phrase(chosen)}, {em}; "
         f"{chosen['labelled_agreement']:.0%} of the labelled images fall in their class's components"

@@ -102,7 +102,7 @@ class VAEGMM:
         """
         from .model import encode_statistics
         from .novelty import NoveltyDetector, calibration_split, novelty_statistics
-        from .pipeline import fit_gmm
+        from .pipeline import companion_inputs, fit_gmm
         from .training import pick_device, train_vae
 
         images = self._images(X, "X")
@@ -132,13 +132,22 @@ class VAEGMM:
             unlabelled = ~mask & in_fit
             # Masking copies every unlabelled image; only the "inputs" seeding reads them.
             unlabelled_images = images[unlabelled] if config.uses_inputs() else None
+            # The companion trains on the images the VAE trained on, as the command line's does.
+            companion = companion_inputs(images[in_fit] if len(held) else images, labelled.images, model_config=vae,
+                                         train_config=train, config=config, device=pick_device(self.device),
+                                         progress=self.verbose)
+            if companion is not None:
+                rows = np.flatnonzero(in_fit) if len(held) else np.arange(len(images))
+                unlabelled_images = companion[0][np.isin(rows, np.flatnonzero(unlabelled))]  # (N_unlabelled, d)
             fit = fit_gmm(stats["mu"][unlabelled], stats["mu"][mask], labelled, train_images=unlabelled_images,
+                          labelled_inputs=None if companion is None else companion[1],
                           config=config, seed=self.random_state, source="X")
+            self.companion_ = None if companion is None else companion[2]
             self.fit_ = fit
             gmm = fit.gmm_
         else:
             gmm = self._unsupervised_mixture(stats["mu"][in_fit])
-            self.fit_ = None
+            self.fit_ = self.companion_ = None
         self.model_, self.gmm_, self.history_ = model, gmm, result.history
         statistics = novelty_statistics(stats, gmm)  # (N, 3)
         self.novelty_ = NoveltyDetector().fit(statistics[in_fit], flag_rate=novelty.flag_rate,

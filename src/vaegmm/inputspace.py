@@ -6,6 +6,9 @@ per class reach 0.90-0.94 of the training images of the hard MNIST triples (benc
 few-label fit starts candidates from that partition and, with ``choose_by="inputs"``, keeps the candidate
 that agrees with it most; the GMM in the latent stays the classifier.
 
+With ``GMMConfig.companion_latent_dim`` the rows are a companion VAE's latent means instead of the images
+(:func:`vaegmm.pipeline.companion_inputs`): a 10-D latent keeps those classes apart better still.
+
 Neighbours are found among the images' leading principal components (a randomized SVD, Halko et al.
 2011), which keeps the search a second or two for 20,000 images of any size and drops pixel noise.
 """

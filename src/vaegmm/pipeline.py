@@ -39,7 +39,7 @@ from .storage import (
     load_plain_pickle,
     save_plain_pickle,
 )
-from .training import pick_device, teacher_checkpoint_path, train_vae
+from .training import companion_summary, pick_device, teacher_checkpoint_path, train_companion, train_vae
 
 
 def model_fingerprint(model: VAE) -> str:
@@ -58,11 +58,24 @@ def environment() -> dict:
     }
 
 
+def companion_inputs(images: np.ndarray, labelled_images: np.ndarray, *, model_config: VAEConfig,
+                     train_config: TrainConfig, config: GMMConfig, device, progress: bool) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """With ``config.companion_latent_dim``, train the companion VAE on images (N, H, W) and return what the
+    "inputs" seeding then reads: its latent means of the images (N, d) and of the labelled images (M, d), and its
+    summary. None without a companion (the seeding reads the images)."""
+    if not config.companion_latent_dim:
+        return None
+    companion = train_companion(images, model_config=model_config, train_config=train_config,
+                                latent_dim=config.companion_latent_dim, device=device, progress=progress)
+    return (encode_means(companion.model, images), encode_means(companion.model, labelled_images),
+            companion_summary(companion))
+
+
 def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset, *, train_images: np.ndarray | None,
-            config: GMMConfig, seed: int, source: str) -> FewLabelGMM:
+            config: GMMConfig, seed: int, source: str, labelled_inputs: np.ndarray | None = None) -> FewLabelGMM:
     """The few-label fit on the training images' latent means z_train (N, latent_dim), seeded by the labelled
-    images' latent means (M, latent_dim); train_images (N, H, W) are read by the "inputs" seeding only.
-    ``source`` names the training file in errors."""
+    images' latent means (M, latent_dim); train_images (N, ...) are read by the "inputs" seeding only, with
+    labelled_inputs (M, ...) beside them (default: the labelled images). ``source`` names the training file in errors."""
     for z, where in ((z_train, source), (labelled_latents, labelled.source)):
         if not np.isfinite(z).all():
             raise FloatingPointError(
@@ -70,7 +83,8 @@ def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset
                 "infinite latent means: training diverged; lower the learning rate (--lr)."
             )
     fit = FewLabelGMM(config, random_state=seed).fit(z_train, labelled_latents, labelled.labels, inputs=train_images,
-                                                     inputs_labelled=labelled.images)
+                                                     inputs_labelled=labelled.images if labelled_inputs is None
+                                                     else labelled_inputs)
     advice = unsettled_advice(fit.disagreement_, latent_dim=z_train.shape[1])
     if advice:
         warnings.warn(advice, UnsettledFitWarning, stacklevel=2)
@@ -142,9 +156,14 @@ def train_and_fit(
     statistics = encode_statistics(model, images)  # one encoder and one decoder pass: μ, log σ², error
     encode_seconds = time.perf_counter() - start
     labelled_statistics = encode_statistics(model, labelled.images)  # μ seeds the fit; the rest checks the threshold
-    fit = fit_gmm(statistics["mu"], labelled_statistics["mu"], labelled, train_images=images,
+    companion = companion_inputs(images, labelled.images, model_config=model_config, train_config=train_config,
+                                 config=gmm_config, device=torch_device, progress=progress)
+    gmm_start = time.perf_counter()
+    fit = fit_gmm(statistics["mu"], labelled_statistics["mu"], labelled,
+                  train_images=images if companion is None else companion[0],
+                  labelled_inputs=None if companion is None else companion[1],
                   config=gmm_config, seed=train_config.seed, source=train.source)
-    gmm_seconds = time.perf_counter() - start - encode_seconds
+    gmm_seconds = time.perf_counter() - gmm_start
     calibration = (novelty_statistics(encode_statistics(model, train.images[held_rows]), fit.gmm_)
                    if len(held_rows) else None)
     novelty = NoveltyDetector().fit(novelty_statistics(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate,
@@ -168,6 +187,7 @@ def train_and_fit(
         "final_epoch": result.history[-1],
         "restarts": {"final_losses": result.restart_losses, "kept_seed": result.seed},
         "teacher": result.teacher,
+        "companion": None if companion is None else companion[2],
         "neighbour_term": {"weight": model.config.neighbour_weight,
                            "by_small_set_rule": model_config.neighbour_weight is None and model.config.neighbour_weight > 0},
         "gmm": fit.summary(),

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import explain, latent_analysis
-from .candidates import (SUGGESTED_LATENT_DIM, UNSETTLED_DISAGREEMENT, components_phrase, rounds_phrase, unsettled_advice,
-                         warns_if_unsettled)
+from .candidates import (SUGGESTED_LATENT_DIM, UNSETTLED_DISAGREEMENT, components_phrase, rounds_phrase, spread_over_phrase,
+                         unsettled_advice, warns_if_unsettled)
 from .document import Report
 from .evaluation import evaluate
 from .explorer import explorer_data, explorer_html
@@ -103,6 +103,12 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
         rep.paragraph(f"Its neighbour-embedding term kept together the images that lie near each other in the latent space "
                       f"of a {teacher['latent_dim']}-D teacher VAE, trained first on the same images "
                       f"({teacher['epochs']} epochs, {teacher['seconds']:.1f} s), instead of those near in pixels.")
+    companion = summary.get("companion")
+    if companion:
+        rep.paragraph(f"The labels were spread over the latent means of a {companion['latent_dim']}-D companion VAE, "
+                      f"trained beside it on the same images ({companion['epochs']} epochs, {companion['seconds']:.1f} s; "
+                      f"never shown a label, not saved), and the GMM was fitted within the classes that spreading gave "
+                      f"the training images; the GMM in this model's latent space is the classifier.")
     advice = unsettled_advice(summary["gmm"].get("disagreement"), latent_dim=model.config.latent_dim)
     if advice:
         rep.paragraph(f"**Warning:** {advice[0].upper()}{advice[1:]}")
@@ -171,7 +177,8 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
                                    + ("kept" if chosen["joint_em_accepted"] else "not kept")
                                    + f"; its borders cut {chosen['boundary_fraction']:.1%} of the latent means' "
                                    "nearest-neighbour edges"
-                                   + (f"; it agrees with label spreading over the images on {chosen['input_agreement']:.1%} "
+                                   + (f"; it agrees with label spreading over "
+                                      f"{spread_over_phrase(summary.get('companion'))} on {chosen['input_agreement']:.1%} "
                                       "of them" if "input_agreement" in chosen else "")]]
     if summary["gmm"].get("disagreement") is not None:
         rows.append(["other GMM candidates' disagreement", f"a median {summary['gmm']['disagreement']:.1%} of the training "

@@ -144,6 +144,30 @@ def train_teacher(images: np.ndarray, *, model_config: VAEConfig, train_config: 
                      resume=resume, progress=progress)
 
 
+def companion_config(model_config: VAEConfig, latent_dim: int) -> VAEConfig:
+    """The companion's settings: the model's, with ``latent_dim`` latent dimensions and that size's own defaults for
+    the neighbour term (unset: off, but on small sets above 2-D) and no teacher."""
+    return replace(model_config, latent_dim=latent_dim, neighbour_weight=None, neighbour_dof=None, teacher_latent_dim=0)
+
+
+def train_companion(images: np.ndarray, *, model_config: VAEConfig, train_config: TrainConfig, latent_dim: int,
+                    device: torch.device | None = None, progress: bool = True) -> TrainResult:
+    """Train the companion VAE of ``latent_dim`` latent dimensions (GMMConfig.companion_latent_dim) on the model's
+    images, with the model's training settings and seed (one run): its latent means seed the few-label fit."""
+    if progress:
+        print(f"companion: training a {latent_dim}-D VAE on the same images; the labels are spread over its latent "
+              f"means to seed the mixture", file=sys.stderr, flush=True)
+    return train_vae(images, model_config=companion_config(model_config, latent_dim),
+                     train_config=replace(train_config, restarts=1), device=device, progress=progress)
+
+
+def companion_summary(companion: TrainResult) -> dict:
+    """What run.json, the GMM file's fit summary and the command line say of the companion."""
+    return {"latent_dim": companion.model.config.latent_dim, "seconds": companion.seconds,
+            "epochs": companion.history[-1]["epoch"], "final_loss": companion.history[-1]["loss"],
+            "neighbour_weight": companion.model.config.neighbour_weight}
+
+
 def train_vae(
     images: np.ndarray,
     *,
