@@ -18,6 +18,7 @@ plus the false-alarm rate on the 1/4/8 test images at the calibrated threshold. 
     python benchmarks/novelty.py [--mnist ../shared/data/mnist]   # about 4 minutes; results/novelty.json
     python benchmarks/novelty.py --digits 4,7,9 --skip-all-ten --out benchmarks/results/novelty_479.json
     python benchmarks/novelty.py --latent-dim 10 --seedings nearest,spreading --out benchmarks/results/novelty_z10.json
+    python benchmarks/novelty.py --companion-latent-dim 10 --out benchmarks/results/novelty_companion10.json
 """
 
 from __future__ import annotations
@@ -132,10 +133,13 @@ def main() -> None:
                         help="the VAE's neighbour-embedding weight (README's 2-D recommendation: 0.4)")
     parser.add_argument("--teacher-latent-dim", type=int, default=VAEConfig().teacher_latent_dim,
                         help="latent size of the teacher VAE giving the neighbour term its affinities (0: the pixels)")
+    parser.add_argument("--companion-latent-dim", type=int, default=GMMConfig().companion_latent_dim,
+                        help="latent size of a companion VAE whose latent means seed the GMM (0: none; README: 10 in 2-D)")
     args = parser.parse_args()
     model_config = VAEConfig(latent_dim=args.latent_dim, neighbour_weight=args.neighbour_weight,
                              teacher_latent_dim=args.teacher_latent_dim)
-    gmm_config = GMMConfig(seedings=tuple(args.seedings.split(",")) if args.seedings else None)
+    gmm_config = GMMConfig(seedings=tuple(args.seedings.split(",")) if args.seedings else None,
+                           companion_latent_dim=args.companion_latent_dim)
     warnings.simplefilter("ignore")
     arrays = load_mnist_arrays(args.mnist)
     import tempfile

@@ -164,3 +164,24 @@ def test_train_prints_the_companion_and_the_report_names_it(small_course_files, 
     assert "The labels were spread over the latent means of a 4-D companion VAE, trained beside it on the same images (2 epochs" in md
     assert "| gmm.companion_latent_dim | 4 |" in md
     assert "it agrees with label spreading over the 4-D companion's latent means on" in md
+
+
+def test_settings_that_leave_no_candidate_fail_before_any_training(images, tmp_path, monkeypatch):
+    from vaegmm import VAEGMM, training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the settings were checked")
+
+    monkeypatch.setattr(training, "train_vae", no_training)
+    monkeypatch.setattr("vaegmm.pipeline.train_vae", no_training)
+    labels = np.repeat([0, 1], 48)
+    config = GMMConfig(schedules=())  # 2-D: the default fit-once seeding (spreading) is not among the seedings
+    with pytest.raises(ConfigError, match="no candidate fit to make"):
+        train_and_fit(Dataset(images, None, "train"), Dataset(images[[0, 50]], labels[[0, 50]], "val"),
+                      model_config=VAEConfig(hidden_sizes=(16,)), train_config=TRAIN, gmm_config=config,
+                      model_path=tmp_path / "vae.pth", gmm_path=tmp_path / "gmm.pkl", progress=False)
+    y = np.full(len(images), -1)
+    y[[0, 50]] = [0, 1]
+    with pytest.raises(ConfigError, match="no candidate fit to make"):
+        VAEGMM(vae=VAEConfig(hidden_sizes=(16,)), gmm=config).fit(images, y)
+    assert not list(tmp_path.iterdir())

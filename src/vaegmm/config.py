@@ -309,7 +309,7 @@ class GMMConfig(_Config):
     fit_once: tuple[str, ...] | None = _opt(None, "seedings whose partition, where they are among --seedings, also gives "
                                                   "a candidate fitted once as it stands (components per class fitted "
                                                   f"within it; no re-assignment, no joint EM; the '{ONCE_SCHEDULE}' "
-                                                  f"schedule); '' for none; unset (None): {','.join(FIT_ONCE)}, and "
+                                                  f"schedule); '' for none; unset (None): {','.join(FIT_ONCE)}; "
                                                   "inputs with --companion-latent-dim and --seedings unset", type=tuple)
     n_neighbors: int = _opt(10, "neighbours per point in the graph whose cut edges rank the candidate fits")
     spread_neighbors: int = _opt(SPREAD_NEIGHBOURS, "neighbours per point in the graph the 'spreading' seeding "

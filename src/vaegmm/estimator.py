@@ -50,6 +50,9 @@ class VAEGMM:
     classes_ : ndarray (C,)
     image_shape_ : tuple (H, W)
     history_ : list of dict, one per epoch
+    companion_ : dict or None
+        With ``GMMConfig.companion_latent_dim``, what the companion VAE was (latent size, epochs, seconds,
+        final loss); it is not kept. None without one, and after ``load``.
     """
 
     def __init__(self, *, vae: VAEConfig | None = None, train: TrainConfig | None = None, gmm: GMMConfig | None = None,
@@ -116,6 +119,8 @@ class VAEGMM:
             raise ValueError("fit(X) without labels fits an unsupervised mixture: give n_components (>= 1), or "
                              "labels y with -1 for the unlabelled images.")
         vae = replace(self.vae or VAEConfig(), image_shape=images.shape[1:])
+        if labelled is not None:  # GMM settings that leave no candidate fit fail here, before any training
+            (self.gmm or GMMConfig()).for_latent(vae.latent_dim)
         train = replace(self.train or TrainConfig(), seed=self.random_state)
         novelty = self.novelty or NoveltyConfig()
         # Calibration images are drawn from the unlabelled ones: every labelled image seeds the mixture.
@@ -130,15 +135,13 @@ class VAEGMM:
         if labelled is not None:
             config = self.gmm or GMMConfig()
             unlabelled = ~mask & in_fit
-            # Masking copies every unlabelled image; only the "inputs" seeding reads them.
-            unlabelled_images = images[unlabelled] if config.uses_inputs() else None
             # The companion trains on the images the VAE trained on, as the command line's does.
-            companion = companion_inputs(images[in_fit] if len(held) else images, labelled.images, model_config=vae,
-                                         train_config=train, config=config, device=pick_device(self.device),
-                                         progress=self.verbose)
+            companion = companion_inputs(images[in_fit], labelled.images, model_config=vae, train_config=train,
+                                         config=config, device=pick_device(self.device), progress=self.verbose)
             if companion is not None:
-                rows = np.flatnonzero(in_fit) if len(held) else np.arange(len(images))
-                unlabelled_images = companion[0][np.isin(rows, np.flatnonzero(unlabelled))]  # (N_unlabelled, d)
+                unlabelled_images = companion[0][unlabelled[in_fit]]  # (N_unlabelled, d): its means of those images
+            else:  # masking copies every unlabelled image; only the "inputs" seeding reads them
+                unlabelled_images = images[unlabelled] if config.uses_inputs() else None
             fit = fit_gmm(stats["mu"][unlabelled], stats["mu"][mask], labelled, train_images=unlabelled_images,
                           labelled_inputs=None if companion is None else companion[1],
                           config=config, seed=self.random_state, source="X")
@@ -297,6 +300,7 @@ class VAEGMM:
         train = TrainConfig.from_dict(payload["train_config"]) if payload.get("train_config") else None
         estimator = cls(vae=model.config, train=train, random_state=train.seed if train else 0, device=device)
         estimator.model_, estimator.gmm_, estimator.novelty_, estimator.fit_ = model, gmm, novelty, None
+        estimator.companion_ = None
         estimator.classes_, estimator.image_shape_, estimator.history_ = gmm.classes_, model.config.image_shape, []
         if novelty is None:
             print(f"note: {folder / 'gmm_params.pkl'} has no novelty calibration; score_samples needs a newer file",

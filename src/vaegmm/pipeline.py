@@ -141,6 +141,7 @@ def train_and_fit(
         labelled = Dataset(labelled.images[keep], labelled.labels[keep], labelled.source)
     check_same_image_shape(labelled, train.image_shape, model_source=f"being trained on {train.source}")
     model_config = VAEConfig(**{**model_config.to_dict(), "image_shape": train.image_shape})
+    gmm_config.for_latent(model_config.latent_dim)  # settings that leave no candidate fit fail here, before training
     checkpoint_path = Path(str(model_path) + ".ckpt")
     torch_device = pick_device(device)
     novelty_config = novelty_config or NoveltyConfig()
