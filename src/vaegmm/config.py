@@ -396,14 +396,12 @@ class GMMConfig(_Config):
         unset, for ``n_points`` points of ``n_classes`` classes in a latent of ``latent_dim`` dimensions (what
         the GMM file and run.json record). Without the counts, unset components are MOST_COMPONENTS_PER_CLASS."""
         small = latent_dim <= 2
-        schedules = self.schedules if self.schedules is not None else SCHEDULES
-        fit_once = self.fit_once if self.fit_once is not None else FIT_ONCE
         if self.companion_latent_dim and self.seedings is None:  # the fit the companion was measured with
-            seedings = ("inputs",)
-            schedules = self.schedules if self.schedules is not None else ()
-            fit_once = self.fit_once if self.fit_once is not None else ("inputs",)
+            defaults = (("inputs",), (), ("inputs",))
         else:
-            seedings = self.seedings if self.seedings is not None else (SEEDINGS_UP_TO_2D if small else SEEDINGS_ABOVE_2D)
+            defaults = (SEEDINGS_UP_TO_2D if small else SEEDINGS_ABOVE_2D, SCHEDULES, FIT_ONCE)
+        seedings, schedules, fit_once = (given if given is not None else default for given, default
+                                         in zip((self.seedings, self.schedules, self.fit_once), defaults))
         if not schedules and not set(fit_once) & set(seedings):
             raise ConfigError(f"no candidate fit to make: no --schedules and no --fit-once seeding among the seedings "
                               f"{list(seedings)}. Give a schedule from {list(SCHEDULES)} or a --fit-once seeding.")

@@ -128,8 +128,9 @@ class VAEGMM:
         _, held = calibration_split(len(unlabelled_rows), share=novelty.share_for(len(images), train), seed=self.random_state)
         in_fit = np.ones(len(images), dtype=bool)
         in_fit[unlabelled_rows[held]] = False
+        device = pick_device(self.device)
         result = train_vae(images[in_fit] if len(held) else images, model_config=vae, train_config=train,
-                           device=pick_device(self.device), progress=self.verbose)
+                           device=device, progress=self.verbose)
         model = result.model
         stats = encode_statistics(model, images)  # every image: the labelled seed, the rest fit or calibrate
         if labelled is not None:
@@ -137,7 +138,7 @@ class VAEGMM:
             unlabelled = ~mask & in_fit
             # The companion trains on the images the VAE trained on, as the command line's does.
             companion = companion_inputs(images[in_fit], labelled.images, model_config=vae, train_config=train,
-                                         config=config, device=pick_device(self.device), progress=self.verbose)
+                                         config=config, device=device, progress=self.verbose)
             if companion is not None:
                 unlabelled_images = companion[0][unlabelled[in_fit]]  # (N_unlabelled, d): its means of those images
             else:  # masking copies every unlabelled image; only the "inputs" seeding reads them

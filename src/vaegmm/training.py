@@ -162,10 +162,8 @@ def train_companion(images: np.ndarray, *, model_config: VAEConfig, train_config
 
 
 def companion_summary(companion: TrainResult) -> dict:
-    """What run.json, the GMM file's fit summary and the command line say of the companion."""
-    return {"latent_dim": companion.model.config.latent_dim, "seconds": companion.seconds,
-            "epochs": companion.history[-1]["epoch"], "final_loss": companion.history[-1]["loss"],
-            "neighbour_weight": companion.model.config.neighbour_weight}
+    """What run.json, the report and the command line say of the companion."""
+    return {**_run_summary(companion), "neighbour_weight": companion.model.config.neighbour_weight}
 
 
 def train_vae(
@@ -297,12 +295,17 @@ def train_vae(
                        teacher=teacher_summary(teacher, model_config))
 
 
+def _run_summary(result: TrainResult) -> dict:
+    """A finished helper VAE (teacher or companion) as run.json and the command line give it."""
+    return {"latent_dim": result.model.config.latent_dim, "seconds": result.seconds,
+            "epochs": result.history[-1]["epoch"], "final_loss": result.history[-1]["loss"]}
+
+
 def teacher_summary(teacher: TrainResult | None, model_config: VAEConfig) -> dict | None:
     """What run.json and the command line say of the teacher: None when the model had none."""
     if teacher is None or not model_config.teacher_latent_dim:
         return None
-    return {"latent_dim": model_config.teacher_latent_dim, "seconds": teacher.seconds,
-            "epochs": teacher.history[-1]["epoch"], "final_loss": teacher.history[-1]["loss"]}
+    return _run_summary(teacher)
 
 
 def train_restarts(images: np.ndarray, *, model_config: VAEConfig, train_config: TrainConfig,
