@@ -86,6 +86,10 @@ VARIANTS = {
     "inputs": {"seedings": ("kmeans", "nearest", "inputs"), "choose_by": "inputs"},
     # label spreading over a 10-D companion VAE's latent means, the mixture fitted once within its partition
     "companion": {"companion_latent_dim": 10},
+    # the companion's single fit at 4 components per class (the cap before it took up to 8), and at 12 and 16
+    "companion_k4": {"companion_latent_dim": 10, "components_per_class": 4},
+    "companion_k12": {"companion_latent_dim": 10, "components_per_class": 12},
+    "companion_k16": {"companion_latent_dim": 10, "components_per_class": 16},
     # nearest + spreading with label spreading over ten neighbours a point: the recommendation before five
     "spreading_nb10": {"seedings": ("nearest", "spreading"), "spread_neighbors": 10},
     # nearest + spreading without the candidate fitted once on the spread partition: the recommendation before it

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from vaegmm import fewlabel
-from vaegmm.config import SCHEDULES, GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
+from vaegmm.config import (MOST_COMPONENTS_PER_CLASS, MOST_COMPONENTS_WITH_COMPANION, SCHEDULES, GMMConfig, NoveltyConfig,
+                           TrainConfig, VAEConfig)
 from vaegmm.data import Dataset
 from vaegmm.errors import ConfigError
 from vaegmm.fewlabel import FewLabelGMM, per_class_mixtures
@@ -37,6 +38,22 @@ def test_unset_settings_give_the_fit_the_companion_was_measured_with():
     plain = GMMConfig().for_latent(2)
     assert (plain.seedings, plain.schedules, plain.fit_once) == (("kmeans", "nearest"), SCHEDULES, ("spreading",))
     assert GMMConfig(companion_latent_dim=10).uses_inputs() and not GMMConfig().uses_inputs()
+
+
+def test_the_companions_single_fit_gives_a_class_more_components_as_its_points_pay_for():
+    # Fitted once within a fixed partition, a class may take up to MOST_COMPONENTS_WITH_COMPANION components.
+    assert MOST_COMPONENTS_WITH_COMPANION > MOST_COMPONENTS_PER_CLASS
+    companion = GMMConfig(companion_latent_dim=10)
+    assert companion.for_latent(2).components_per_class == MOST_COMPONENTS_WITH_COMPANION
+    assert companion.for_latent(2, n_points=15_000, n_classes=3).components_per_class == MOST_COMPONENTS_WITH_COMPANION
+    # 30 points a class pay for 5 components of 6 parameters in 2-D; 3 points for 1
+    assert companion.for_latent(2, n_points=300, n_classes=10).components_per_class == 5
+    assert companion.for_latent(2, n_points=30, n_classes=10).components_per_class == 1
+    # a given number, given seedings, or no companion: the usual rule
+    assert GMMConfig(companion_latent_dim=10, components_per_class=3).for_latent(2).components_per_class == 3
+    assert GMMConfig(companion_latent_dim=10, seedings=("inputs",)).for_latent(
+        2, n_points=15_000, n_classes=3).components_per_class == MOST_COMPONENTS_PER_CLASS
+    assert GMMConfig().for_latent(2, n_points=15_000, n_classes=3).components_per_class == MOST_COMPONENTS_PER_CLASS
 
 
 def test_settings_are_validated():
