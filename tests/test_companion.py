@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from vaegmm import fewlabel
-from vaegmm.config import (MOST_COMPONENTS_PER_CLASS, MOST_COMPONENTS_WITH_COMPANION, SCHEDULES, GMMConfig, NoveltyConfig,
-                           TrainConfig, VAEConfig)
+from vaegmm.candidates import UNSETTLED_DISAGREEMENT, companion_for_unsettled
+from vaegmm.config import (MOST_COMPONENTS_PER_CLASS, MOST_COMPONENTS_WITH_COMPANION, SCHEDULES,
+                           UNSETTLED_COMPANION_LATENT_DIM, GMMConfig, NoveltyConfig, TrainConfig, VAEConfig)
 from vaegmm.data import Dataset
 from vaegmm.errors import ConfigError
 from vaegmm.fewlabel import FewLabelGMM, per_class_mixtures
 from vaegmm.inputspace import input_spreading
 from vaegmm.model import encode_means
-from vaegmm.pipeline import companion_inputs, train_and_fit
+from vaegmm.pipeline import CompanionMeans, companion_trainer, few_label_fit, train_and_fit
 from vaegmm.training import companion_config, train_companion
 
 MODEL = VAEConfig(image_shape=(6, 6), hidden_sizes=(16,), latent_dim=2, beta=0.7, neighbour_weight=0.4,
@@ -57,7 +58,7 @@ def test_the_companions_single_fit_gives_a_class_more_components_as_its_points_p
 
 
 def test_settings_are_validated():
-    with pytest.raises(ConfigError, match=r"companion_latent_dim \(--companion-latent-dim\) must be an integer >= 0; got -1"):
+    with pytest.raises(ConfigError, match=r"companion_latent_dim \(--companion-latent-dim\) must be an integer >= 0, or unset; got -1"):
         GMMConfig(companion_latent_dim=-1)
     with pytest.raises(ConfigError, match=r"seedings \(with --companion-latent-dim\) must be unset, or a list including "
                                           r"'inputs'.*; got \['kmeans', 'nearest'\]"):
@@ -76,6 +77,64 @@ def test_settings_are_validated():
     assert GMMConfig.from_dict(saved).companion_latent_dim == 0
 
 
+def test_only_an_unsettled_2d_fit_with_the_choice_left_to_vaegmm_calls_for_a_companion():
+    unset = GMMConfig()
+    assert unset.companion_latent_dim is None
+    assert companion_for_unsettled(unset, 0.45, latent_dim=2) == UNSETTLED_COMPANION_LATENT_DIM == 10
+    assert companion_for_unsettled(unset, 0.45, latent_dim=1) == UNSETTLED_COMPANION_LATENT_DIM
+    assert companion_for_unsettled(unset, UNSETTLED_DISAGREEMENT, latent_dim=2) == 0  # at the threshold: settled
+    assert companion_for_unsettled(unset, None, latent_dim=2) == 0  # a single candidate has nothing to disagree with
+    assert companion_for_unsettled(unset, 0.45, latent_dim=3) == 0  # measured with 2-D models only
+    assert companion_for_unsettled(GMMConfig(companion_latent_dim=0), 0.45, latent_dim=2) == 0  # "none", asked for
+    assert companion_for_unsettled(GMMConfig(seedings=("kmeans", "nearest")), 0.45, latent_dim=2) == 0
+
+
+def test_an_unsettled_fit_is_redone_over_a_companion_and_a_settled_one_is_kept():
+    """The two files hold 2-D latent means of VAEs trained with the defaults: the course's 1/4/8 (settled) and
+    MNIST's 4/7/9 (unsettled; see test_fewlabel)."""
+    import warnings
+    from pathlib import Path
+
+    from vaegmm.errors import UnsettledFitWarning
+
+    data = Path(__file__).parent / "data"
+    asked = []
+
+    def fit(name: str, config: GMMConfig):
+        d = np.load(data / name)
+        labelled = Dataset(np.zeros((len(d["labelled_y"]), 2, 2), np.float32), d["labelled_y"], "VAL.npz")
+        lift = np.random.default_rng(0).normal(size=(2, 3))  # a stand-in companion latent: the points in 3-D
+
+        def companion(latent_dim: int) -> CompanionMeans:
+            asked.append(latent_dim)
+            return CompanionMeans(d["train"] @ lift, d["labelled"] @ lift, {"latent_dim": latent_dim})
+
+        plain = FewLabelGMM(replace_companion(config), random_state=0).fit(d["train"], d["labelled"], d["labelled_y"])
+        return plain, few_label_fit(d["train"], d["labelled"], labelled, train_images=None, companion=companion,
+                                    config=config, seed=0, source="TRAIN.npz")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsettledFitWarning)  # neither warns: one is settled, the other remedied
+        plain, (kept, summary) = fit("course_latents.npz", GMMConfig())
+        assert asked == [] and summary is None and kept.disagreement_ == plain.disagreement_
+        plain, (redone, summary) = fit("latents_479_2d.npz", GMMConfig())
+    assert asked == [UNSETTLED_COMPANION_LATENT_DIM] and plain.disagreement_ > UNSETTLED_DISAGREEMENT
+    assert summary == {"latent_dim": UNSETTLED_COMPANION_LATENT_DIM, "unsettled_disagreement": plain.disagreement_}
+    assert redone.config_.companion_latent_dim == UNSETTLED_COMPANION_LATENT_DIM  # what the GMM file records
+    assert len(redone.candidates_) == 1 and redone.candidates_[0].seeding == "inputs"
+    # "none" keeps the unsettled fit and warns, as before
+    with pytest.warns(UnsettledFitWarning, match="unsettled"):
+        _, (warned, summary) = fit("latents_479_2d.npz", GMMConfig(companion_latent_dim=0))
+    assert summary is None and len(asked) == 1 and warned.disagreement_ == plain.disagreement_
+
+
+def replace_companion(config: GMMConfig) -> GMMConfig:
+    """The config with no companion: the fit a companion may follow."""
+    from dataclasses import replace
+
+    return replace(config, companion_latent_dim=0)
+
+
 def test_the_companion_is_the_models_settings_at_its_own_size(images):
     config = companion_config(MODEL, 4)
     # the term unset (its small-set rule applies at the companion's size), its kernel derived from that size
@@ -83,13 +142,10 @@ def test_the_companion_is_the_models_settings_at_its_own_size(images):
     assert config.hidden_sizes == MODEL.hidden_sizes and config.beta == MODEL.beta
     companion = train_companion(images, model_config=MODEL, train_config=TRAIN, latent_dim=4, device=CPU, progress=False)
     assert companion.model.config.latent_dim == 4 and len(companion.history) == 2
-    again = companion_inputs(images, images[:3], model_config=MODEL, train_config=TRAIN,
-                             config=GMMConfig(companion_latent_dim=4), device=CPU, progress=False)
-    np.testing.assert_array_equal(again[0], encode_means(companion.model, images))  # seeded: the same VAE
-    np.testing.assert_array_equal(again[1], encode_means(companion.model, images[:3]))
-    assert again[2]["latent_dim"] == 4 and again[2]["epochs"] == 2
-    assert companion_inputs(images, images[:3], model_config=MODEL, train_config=TRAIN, config=GMMConfig(),
-                            device=CPU, progress=False) is None
+    again = companion_trainer(images, images[:3], model_config=MODEL, train_config=TRAIN, device=CPU, progress=False)(4)
+    np.testing.assert_array_equal(again.points, encode_means(companion.model, images))  # seeded: the same VAE
+    np.testing.assert_array_equal(again.labelled, encode_means(companion.model, images[:3]))
+    assert again.summary["latent_dim"] == 4 and again.summary["epochs"] == 2
 
 
 def test_one_candidate_fitted_once_within_the_spread_partition(blobs):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import UNSETTLED_COMPANION_LATENT_DIM, UNSETTLED_COMPANION_UP_TO_LATENT, GMMConfig
 from .gmm import GaussianMixture
 
 # Above this disagreement a small-latent fit is called unsettled. On few_labels.py's validation split
@@ -93,6 +94,19 @@ def choose_candidate(candidates: list, *, n_labelled: int, label_slack: int, by:
 def warns_if_unsettled(latent_dim: int) -> bool:
     """Whether a fit in a latent of this size is warned about when unsettled (only under SUGGESTED_LATENT_DIM)."""
     return latent_dim < SUGGESTED_LATENT_DIM
+
+
+def companion_for_unsettled(config: GMMConfig, disagreement_share: float | None, *, latent_dim: int) -> int:
+    """The latent size of the companion VAE to train after a fit with ``config`` whose candidates disagree on
+    ``disagreement_share`` of the points (:func:`disagreement`) in a latent of ``latent_dim`` dimensions, 0 for none.
+
+    UNSETTLED_COMPANION_LATENT_DIM only where the user left the choice to vaegmm (``companion_latent_dim`` and
+    ``seedings`` unset), the latent has at most UNSETTLED_COMPANION_UP_TO_LATENT dimensions and the fit is
+    unsettled: the case the companion was measured to lift, which the course's digits never reach.
+    """
+    if config.companion_latent_dim is not None or config.seedings is not None or latent_dim > UNSETTLED_COMPANION_UP_TO_LATENT:
+        return 0
+    return UNSETTLED_COMPANION_LATENT_DIM if disagreement_share is not None and disagreement_share > UNSETTLED_DISAGREEMENT else 0
 
 
 def unsettled_advice(disagreement_share: float | None, *, latent_dim: int) -> str | None:

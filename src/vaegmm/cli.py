@@ -152,9 +152,12 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
               "(--neighbour-weight 0 turns it off)")
     companion = summary.get("companion")
     if companion:
+        why = companion.get("unsettled_disagreement")
         print(f"companion: a {companion['latent_dim']}-D VAE trained {companion['epochs']} epochs in "
               f"{companion['seconds']:.1f} s (final loss {companion['final_loss']:.2f}); the labels were spread over its "
-              f"latent means to seed the mixture")
+              "latent means to seed the mixture"
+              + ("" if why is None else f", as the fit without it was unsettled ({why:.1%} disagreement; "
+                                        "--companion-latent-dim 0 keeps that fit)"))
     teacher = summary.get("teacher")
     if teacher:
         print(f"teacher: a {teacher['latent_dim']}-D VAE trained {teacher['epochs']} epochs in {teacher['seconds']:.1f} s "

@@ -51,8 +51,9 @@ class VAEGMM:
     image_shape_ : tuple (H, W)
     history_ : list of dict, one per epoch
     companion_ : dict or None
-        With ``GMMConfig.companion_latent_dim``, what the companion VAE was (latent size, epochs, seconds,
-        final loss); it is not kept. None without one, and after ``load``.
+        What the companion VAE was (latent size, epochs, seconds, final loss; ``unsettled_disagreement`` when an
+        unsettled fit called for it, ``GMMConfig.companion_latent_dim`` unset), when one was trained; it is not
+        kept. None without one, and after ``load``.
     """
 
     def __init__(self, *, vae: VAEConfig | None = None, train: TrainConfig | None = None, gmm: GMMConfig | None = None,
@@ -100,12 +101,15 @@ class VAEGMM:
             is seeded by the labelled images (the few-label fit); without, an unsupervised mixture of
             ``n_components`` is fitted.
 
-        Warns :class:`vaegmm.errors.UnsettledFitWarning` when the few-label fit's candidates disagree on many
-        images in a latent under 10-D (the classes overlap there; a larger ``latent_dim`` is advised).
+        When the few-label fit's candidates disagree on many images in a 2-D latent (the classes overlap there)
+        and ``GMMConfig.companion_latent_dim`` and ``seedings`` are unset, a 10-D companion VAE is trained and
+        the fit redone within the partition that label spreading over its latent gives. Where none is trained,
+        such a fit in a latent under 10-D warns :class:`vaegmm.errors.UnsettledFitWarning` (a larger
+        ``latent_dim`` is advised).
         """
         from .model import encode_statistics
         from .novelty import NoveltyDetector, calibration_split, novelty_statistics
-        from .pipeline import companion_inputs, fit_gmm
+        from .pipeline import CompanionMeans, companion_trainer, few_label_fit
         from .training import pick_device, train_vae
 
         images = self._images(X, "X")
@@ -136,17 +140,20 @@ class VAEGMM:
         if labelled is not None:
             config = self.gmm or GMMConfig()
             unlabelled = ~mask & in_fit
-            # The companion trains on the images the VAE trained on, as the command line's does.
-            companion = companion_inputs(images[in_fit], labelled.images, model_config=vae, train_config=train,
-                                         config=config, device=device, progress=self.verbose)
-            if companion is not None:
-                unlabelled_images = companion[0][unlabelled[in_fit]]  # (N_unlabelled, d): its means of those images
-            else:  # masking copies every unlabelled image; only the "inputs" seeding reads them
-                unlabelled_images = images[unlabelled] if config.uses_inputs() else None
-            fit = fit_gmm(stats["mu"][unlabelled], stats["mu"][mask], labelled, train_images=unlabelled_images,
-                          labelled_inputs=None if companion is None else companion[1],
-                          config=config, seed=self.random_state, source="X")
-            self.companion_ = None if companion is None else companion[2]
+            # The companion trains on the images the VAE trained on, as the command line's does, and the fit
+            # reads its means of the unlabelled ones among them.
+            train_companion = companion_trainer(images[in_fit], labelled.images, model_config=vae, train_config=train,
+                                                device=device, progress=self.verbose)
+
+            def companion(latent_dim: int) -> CompanionMeans:
+                means = train_companion(latent_dim)
+                return replace(means, points=means.points[unlabelled[in_fit]])  # (N_unlabelled, d)
+
+            # masking copies every unlabelled image; only the "inputs" seeding reads them
+            unlabelled_images = images[unlabelled] if config.uses_inputs() and not config.companion_latent_dim else None
+            fit, self.companion_ = few_label_fit(stats["mu"][unlabelled], stats["mu"][mask], labelled,
+                                                 train_images=unlabelled_images, companion=companion, config=config,
+                                                 seed=self.random_state, source="X", progress=self.verbose)
             self.fit_ = fit
             gmm = fit.gmm_
         else:

@@ -7,7 +7,7 @@ few-label fit starts candidates from that partition and, with ``choose_by="input
 that agrees with it most; the GMM in the latent stays the classifier.
 
 With ``GMMConfig.companion_latent_dim`` the rows are a companion VAE's latent means instead of the images
-(:func:`vaegmm.pipeline.companion_inputs`): a 10-D latent keeps those classes apart better still.
+(:func:`vaegmm.pipeline.companion_trainer`): a 10-D latent keeps those classes apart better still.
 
 Neighbours are found among the images' leading principal components (a randomized SVD, Halko et al.
 2011), which keeps the search a second or two for 20,000 images of any size and drops pixel noise.

@@ -7,9 +7,12 @@ import hashlib
 import io
 import json
 import platform
+import sys
 import time
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,7 +20,7 @@ import torch
 from . import __version__
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from .data import Dataset, check_labelled_set, check_same_image_shape, not_among
-from .candidates import unsettled_advice
+from .candidates import companion_for_unsettled, unsettled_advice
 from .errors import DataError, ModelFileError, UnsettledFitWarning
 from .evaluation import classification_metrics, reconstruction_metrics
 from .fewlabel import FewLabelGMM
@@ -58,24 +61,35 @@ def environment() -> dict:
     }
 
 
-def companion_inputs(images: np.ndarray, labelled_images: np.ndarray, *, model_config: VAEConfig,
-                     train_config: TrainConfig, config: GMMConfig, device, progress: bool) -> tuple[np.ndarray, np.ndarray, dict] | None:
-    """With ``config.companion_latent_dim``, train the companion VAE on images (N, H, W) and return what the
-    "inputs" seeding then reads: its latent means of the images (N, d) and of the labelled images (M, d), and its
-    summary. None without a companion (the seeding reads the images)."""
-    if not config.companion_latent_dim:
-        return None
-    companion = train_companion(images, model_config=model_config, train_config=train_config,
-                                latent_dim=config.companion_latent_dim, device=device, progress=progress)
-    return (encode_means(companion.model, images), encode_means(companion.model, labelled_images),
-            companion_summary(companion))
+@dataclass(frozen=True)
+class CompanionMeans:
+    """A companion VAE's latent means, what the "inputs" seeding spreads the labels over: of the fitting points
+    (N, d) and of the labelled images (M, d), with the companion's summary for run.json."""
+
+    points: np.ndarray
+    labelled: np.ndarray
+    summary: dict
+
+
+def companion_trainer(images: np.ndarray, labelled_images: np.ndarray, *, model_config: VAEConfig,
+                      train_config: TrainConfig, device, progress: bool) -> Callable[[int], CompanionMeans]:
+    """A function of a latent size d that trains a companion VAE of d dimensions on images (N, H, W) and gives
+    its :class:`CompanionMeans` of those images and of labelled_images (M, H, W)."""
+    def train(latent_dim: int) -> CompanionMeans:
+        companion = train_companion(images, model_config=model_config, train_config=train_config,
+                                    latent_dim=latent_dim, device=device, progress=progress)
+        return CompanionMeans(encode_means(companion.model, images), encode_means(companion.model, labelled_images),
+                              companion_summary(companion))
+    return train
 
 
 def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset, *, train_images: np.ndarray | None,
-            config: GMMConfig, seed: int, source: str, labelled_inputs: np.ndarray | None = None) -> FewLabelGMM:
+            config: GMMConfig, seed: int, source: str, labelled_inputs: np.ndarray | None = None,
+            warn: bool = True) -> FewLabelGMM:
     """The few-label fit on the training images' latent means z_train (N, latent_dim), seeded by the labelled
     images' latent means (M, latent_dim); train_images (N, ...) are read by the "inputs" seeding only, with
-    labelled_inputs (M, ...) beside them (default: the labelled images). ``source`` names the training file in errors."""
+    labelled_inputs (M, ...) beside them (default: the labelled images). ``source`` names the training file in errors.
+    With ``warn``, an unsettled fit in a small latent warns (:func:`vaegmm.candidates.unsettled_advice`)."""
     for z, where in ((z_train, source), (labelled_latents, labelled.source)):
         if not np.isfinite(z).all():
             raise FloatingPointError(
@@ -85,10 +99,40 @@ def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset
     fit = FewLabelGMM(config, random_state=seed).fit(z_train, labelled_latents, labelled.labels, inputs=train_images,
                                                      inputs_labelled=labelled.images if labelled_inputs is None
                                                      else labelled_inputs)
-    advice = unsettled_advice(fit.disagreement_, latent_dim=z_train.shape[1])
+    advice = unsettled_advice(fit.disagreement_, latent_dim=z_train.shape[1]) if warn else None
     if advice:
         warnings.warn(advice, UnsettledFitWarning, stacklevel=2)
     return fit
+
+
+def few_label_fit(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset, *,
+                  train_images: np.ndarray | None, companion: Callable[[int], CompanionMeans], config: GMMConfig,
+                  seed: int, source: str, progress: bool = False) -> tuple[FewLabelGMM, dict | None]:
+    """:func:`fit_gmm` with the companion that ``config`` asks for, or that an unsettled fit calls for
+    (:func:`vaegmm.candidates.companion_for_unsettled`); ``companion(d)`` trains one of d latent dimensions
+    (:func:`companion_trainer`). Returns the fit and the companion's summary (None without one), which holds
+    ``unsettled_disagreement``, the disagreement of the fit without it, when an unsettled fit called for it."""
+    fit_args = dict(seed=seed, source=source)
+    if config.companion_latent_dim:
+        means = companion(config.companion_latent_dim)
+        return fit_gmm(z_train, labelled_latents, labelled, train_images=means.points, labelled_inputs=means.labelled,
+                       config=config, **fit_args), means.summary
+    fit = fit_gmm(z_train, labelled_latents, labelled, train_images=train_images, config=config, warn=False, **fit_args)
+    latent_dim = z_train.shape[1]
+    size = companion_for_unsettled(config, fit.disagreement_, latent_dim=latent_dim)
+    if not size:
+        advice = unsettled_advice(fit.disagreement_, latent_dim=latent_dim)
+        if advice:
+            warnings.warn(advice, UnsettledFitWarning, stacklevel=2)
+        return fit, None
+    if progress:
+        print(f"GMM: the fit is unsettled (its candidates disagree on {fit.disagreement_:.1%} of the training images), "
+              f"so the labels are spread over a {size}-D companion's latent instead (--companion-latent-dim 0: "
+              "keep the fit and warn)", file=sys.stderr, flush=True)
+    means = companion(size)
+    refit = fit_gmm(z_train, labelled_latents, labelled, train_images=means.points, labelled_inputs=means.labelled,
+                    config=replace(config, companion_latent_dim=size), **fit_args)
+    return refit, {**means.summary, "unsettled_disagreement": fit.disagreement_}
 
 
 def gmm_file_state(gmm: GaussianMixture, *, config: GMMConfig, fit_summary: dict | None, model: VAE,
@@ -157,14 +201,14 @@ def train_and_fit(
     statistics = encode_statistics(model, images)  # one encoder and one decoder pass: μ, log σ², error
     encode_seconds = time.perf_counter() - start
     labelled_statistics = encode_statistics(model, labelled.images)  # μ seeds the fit; the rest checks the threshold
-    companion = companion_inputs(images, labelled.images, model_config=model_config, train_config=train_config,
-                                 config=gmm_config, device=torch_device, progress=progress)
     gmm_start = time.perf_counter()
-    fit = fit_gmm(statistics["mu"], labelled_statistics["mu"], labelled,
-                  train_images=images if companion is None else companion[0],
-                  labelled_inputs=None if companion is None else companion[1],
-                  config=gmm_config, seed=train_config.seed, source=train.source)
-    gmm_seconds = time.perf_counter() - gmm_start
+    fit, companion = few_label_fit(
+        statistics["mu"], labelled_statistics["mu"], labelled, train_images=images, config=gmm_config,
+        companion=companion_trainer(images, labelled.images, model_config=model_config, train_config=train_config,
+                                    device=torch_device, progress=progress),
+        seed=train_config.seed, source=train.source, progress=progress)
+    # The companion's training is reported on its own line, as the model's is.
+    gmm_seconds = time.perf_counter() - gmm_start - (companion["seconds"] if companion else 0.0)
     calibration = (novelty_statistics(encode_statistics(model, train.images[held_rows]), fit.gmm_)
                    if len(held_rows) else None)
     novelty = NoveltyDetector().fit(novelty_statistics(statistics, fit.gmm_), flag_rate=novelty_config.flag_rate,
@@ -188,7 +232,7 @@ def train_and_fit(
         "final_epoch": result.history[-1],
         "restarts": {"final_losses": result.restart_losses, "kept_seed": result.seed},
         "teacher": result.teacher,
-        "companion": None if companion is None else companion[2],
+        "companion": companion,
         "neighbour_term": {"weight": model.config.neighbour_weight,
                            "by_small_set_rule": model_config.neighbour_weight is None and model.config.neighbour_weight > 0},
         "gmm": fit.summary(),

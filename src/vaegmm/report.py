@@ -105,10 +105,18 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
                       f"({teacher['epochs']} epochs, {teacher['seconds']:.1f} s), instead of those near in pixels.")
     companion = summary.get("companion")
     if companion:
-        rep.paragraph(f"The labels were spread over the latent means of a {companion['latent_dim']}-D companion VAE, "
+        why = companion.get("unsettled_disagreement")
+        # Fitted once within the spreading's classes with --seedings unset; given seedings, its classes only seed
+        # candidates among others, whose borders may move.
+        once = list(info["gmm_config"].get("schedules") or []) == [] and info["gmm_config"].get("seedings") == ["inputs"]
+        rep.paragraph((f"The fit without a companion was unsettled (its candidates put a median {why:.1%} of the "
+                       "training images in another class), so the labels " if why is not None else "The labels ")
+                      + f"were spread over the latent means of a {companion['latent_dim']}-D companion VAE, "
                       f"trained beside it on the same images ({companion['epochs']} epochs, {companion['seconds']:.1f} s; "
-                      f"never shown a label, not saved), and the GMM was fitted within the classes that spreading gave "
-                      f"the training images; the GMM in this model's latent space is the classifier.")
+                      "never shown a label, not saved), and the GMM was "
+                      + ("fitted within the classes that spreading gave the training images"
+                         if once else "fitted from candidates that spreading's classes seeded among others")
+                      + "; the GMM in this model's latent space is the classifier.")
     advice = unsettled_advice(summary["gmm"].get("disagreement"), latent_dim=model.config.latent_dim)
     if advice:
         rep.paragraph(f"**Warning:** {advice[0].upper()}{advice[1:]}")
