@@ -99,10 +99,17 @@ def fit_gmm(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset
     fit = FewLabelGMM(config, random_state=seed).fit(z_train, labelled_latents, labelled.labels, inputs=train_images,
                                                      inputs_labelled=labelled.images if labelled_inputs is None
                                                      else labelled_inputs)
-    advice = unsettled_advice(fit.disagreement_, latent_dim=z_train.shape[1]) if warn else None
-    if advice:
-        warnings.warn(advice, UnsettledFitWarning, stacklevel=2)
+    if warn:
+        _warn_if_unsettled(fit, latent_dim=z_train.shape[1])
     return fit
+
+
+def _warn_if_unsettled(fit: FewLabelGMM, *, latent_dim: int) -> None:
+    """Warn UnsettledFitWarning, pointed at the caller of the public function that called this, where
+    :func:`vaegmm.candidates.unsettled_advice` has advice for the fit."""
+    advice = unsettled_advice(fit.disagreement_, latent_dim=latent_dim)
+    if advice:
+        warnings.warn(advice, UnsettledFitWarning, stacklevel=3)
 
 
 def few_label_fit(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: Dataset, *,
@@ -121,9 +128,7 @@ def few_label_fit(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: D
     latent_dim = z_train.shape[1]
     size = companion_for_unsettled(config, fit.disagreement_, latent_dim=latent_dim)
     if not size:
-        advice = unsettled_advice(fit.disagreement_, latent_dim=latent_dim)
-        if advice:
-            warnings.warn(advice, UnsettledFitWarning, stacklevel=2)
+        _warn_if_unsettled(fit, latent_dim=latent_dim)
         return fit, None
     if progress:
         print(f"GMM: the fit is unsettled (its candidates disagree on {fit.disagreement_:.1%} of the training images), "
