@@ -2,6 +2,7 @@
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from vaegmm.fewlabel import FewLabelGMM, per_class_mixtures
 from vaegmm.inputspace import input_spreading
 from vaegmm.model import encode_means
 from vaegmm.pipeline import CompanionMeans, companion_trainer, few_label_fit, train_and_fit
-from vaegmm.training import companion_config, train_companion
+from vaegmm.training import companion_config, companion_of, train_companion, train_vae
 
 MODEL = VAEConfig(image_shape=(6, 6), hidden_sizes=(16,), latent_dim=2, beta=0.7, neighbour_weight=0.4,
                   teacher_latent_dim=3)
@@ -148,6 +149,35 @@ def test_the_companion_is_the_models_settings_at_its_own_size(images):
     assert again.summary["latent_dim"] == 4 and again.summary["epochs"] == 2
 
 
+def test_a_teacher_with_the_companions_settings_serves_as_the_companion(images, tmp_path, monkeypatch):
+    run = train_vae(images, model_config=MODEL, train_config=TRAIN, device=CPU, progress=False)
+    # On 96 images a 3-D companion trains with the small-set neighbour term, which a teacher never has.
+    assert companion_of(run.teacher_run, model_config=MODEL, latent_dim=3, n_images=len(images)) is None
+    model = replace(MODEL, small_set_images=0)
+    teacher = train_vae(images, model_config=model, train_config=TRAIN, device=CPU, progress=False).teacher_run
+    assert teacher.model.config.latent_dim == 3
+    assert companion_of(teacher, model_config=model, latent_dim=3, n_images=len(images)) is teacher
+    assert companion_of(teacher, model_config=model, latent_dim=4, n_images=len(images)) is None
+    assert companion_of(None, model_config=model, latent_dim=3, n_images=len(images)) is None
+    # It is the very VAE that training the companion would give.
+    companion = train_companion(images, model_config=model, train_config=TRAIN, latent_dim=3, device=CPU, progress=False)
+    for (name, a), b in zip(teacher.model.state_dict().items(), companion.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained a companion that the teacher already is")
+
+    monkeypatch.setattr("vaegmm.pipeline.train_companion", no_training)
+    labels = np.repeat([0, 1], 48)
+    val = Dataset(images[[0, 1, 50, 51]], labels[[0, 1, 50, 51]], "val")
+    summary = train_and_fit(Dataset(images, None, "train"), val, model_config=model, train_config=TRAIN,
+                            gmm_config=GMMConfig(companion_latent_dim=3, components_per_class=1),
+                            model_path=tmp_path / "vae.pth", gmm_path=tmp_path / "gmm.pkl", progress=False)
+    assert summary["teacher"]["latent_dim"] == 3 and summary["companion"]["latent_dim"] == 3
+    assert summary["companion"]["teacher"] and summary["companion"]["seconds"] == 0.0
+    assert summary["gmm"]["chosen"]["seeding"] == "inputs"
+
+
 def test_one_candidate_fitted_once_within_the_spread_partition(blobs):
     X, y = blobs
     labelled = np.concatenate([np.flatnonzero(y == c)[:5] for c in np.unique(y)])
@@ -237,6 +267,22 @@ def test_train_prints_the_companion_and_the_report_names_it(small_course_files, 
     assert "The labels were spread over the latent means of a 4-D companion VAE, trained beside it on the same images (2 epochs" in md
     assert "| gmm.companion_latent_dim | 4 |" in md
     assert "it agrees with label spreading over the 4-D companion's latent means on" in md
+    assert "never shown a label, not saved), and the GMM was fitted within the classes" in md
+    # A teacher of the companion's size and settings serves as the companion; both lines say so.
+    taught = tmp_path / "taught"
+    assert main(["train", "--train", str(small_course_files["train"]), "--val", str(small_course_files["val"]),
+                 "--out-dir", str(taught), "--epochs", "2", "--min-steps", "0", "--hidden", "64",
+                 "--neighbour-weight", "0.4", "--teacher-latent-dim", "4", "--companion-latent-dim", "4",
+                 "--small-set-images", "0",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert ("companion: the teacher, which has the companion's settings (no second training); the labels were "
+            "spread over its latent means") in printed, printed
+    assert re.search(r"teacher: a 4-D VAE trained 2 epochs in [\d.]+ s", printed), printed
+    assert main(["report", str(taught), "--no-progress"]) == 0
+    md = (taught / "report.md").read_text()
+    assert ("The labels were spread over the latent means of the 4-D teacher, which has a companion VAE's settings "
+            "and so served as the companion (never shown a label, not saved), and the GMM was fitted within") in md
 
 
 def test_settings_that_leave_no_candidate_fail_before_any_training(images, tmp_path, monkeypatch):

@@ -153,9 +153,10 @@ def _report_training(summary: dict, model_path: Path, gmm_path: Path) -> None:
     companion = summary.get("companion")
     if companion:
         why = companion.get("unsettled_disagreement")
-        print(f"companion: a {companion['latent_dim']}-D VAE trained {companion['epochs']} epochs in "
-              f"{companion['seconds']:.1f} s (final loss {companion['final_loss']:.2f}); the labels were spread over its "
-              "latent means to seed the mixture"
+        trained = ("the teacher, which has the companion's settings (no second training)" if companion.get("teacher")
+                   else f"a {companion['latent_dim']}-D VAE trained {companion['epochs']} epochs in "
+                        f"{companion['seconds']:.1f} s (final loss {companion['final_loss']:.2f})")
+        print(f"companion: {trained}; the labels were spread over its latent means to seed the mixture"
               + ("" if why is None else f", as the fit without it was unsettled ({why:.1%} disagreement; "
                                         "--companion-latent-dim 0 keeps that fit)"))
     teacher = summary.get("teacher")

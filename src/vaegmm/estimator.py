@@ -143,7 +143,7 @@ class VAEGMM:
             # The companion trains on the images the VAE trained on, as the command line's does, and the fit
             # reads its means of the unlabelled ones among them.
             train_companion = companion_trainer(images[in_fit], labelled.images, model_config=vae, train_config=train,
-                                                device=device, progress=self.verbose)
+                                                device=device, progress=self.verbose, teacher=result.teacher_run)
 
             def companion(latent_dim: int) -> CompanionMeans:
                 means = train_companion(latent_dim)

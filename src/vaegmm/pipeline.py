@@ -42,7 +42,9 @@ from .storage import (
     load_plain_pickle,
     save_plain_pickle,
 )
-from .training import companion_summary, pick_device, teacher_checkpoint_path, train_companion, train_vae
+from .training import (
+    TrainResult, companion_of, companion_summary, pick_device, teacher_checkpoint_path, train_companion, train_vae,
+)
 
 
 def model_fingerprint(model: VAE) -> str:
@@ -72,14 +74,25 @@ class CompanionMeans:
 
 
 def companion_trainer(images: np.ndarray, labelled_images: np.ndarray, *, model_config: VAEConfig,
-                      train_config: TrainConfig, device, progress: bool) -> Callable[[int], CompanionMeans]:
+                      train_config: TrainConfig, device, progress: bool,
+                      teacher: TrainResult | None = None) -> Callable[[int], CompanionMeans]:
     """A function of a latent size d that trains a companion VAE of d dimensions on images (N, H, W) and gives
-    its :class:`CompanionMeans` of those images and of labelled_images (M, H, W)."""
+    its :class:`CompanionMeans` of those images and of labelled_images (M, H, W). ``teacher``, the model's teacher
+    trained on the same images, serves instead where it is that companion already (:func:`companion_of`)."""
     def train(latent_dim: int) -> CompanionMeans:
-        companion = train_companion(images, model_config=model_config, train_config=train_config,
-                                    latent_dim=latent_dim, device=device, progress=progress)
+        companion = companion_of(teacher, model_config=model_config, latent_dim=latent_dim, n_images=len(images))
+        summary = {"teacher": companion is not None}
+        if companion is None:
+            companion = train_companion(images, model_config=model_config, train_config=train_config,
+                                        latent_dim=latent_dim, device=device, progress=progress)
+        elif progress:
+            print(f"companion: the {latent_dim}-D teacher has the companion's settings, so it serves as the companion "
+                  "(no second training)", file=sys.stderr, flush=True)
+        summary = {**companion_summary(companion), **summary}
+        if summary["teacher"]:
+            summary["seconds"] = 0.0  # nothing was trained for it: the teacher's time is on the teacher's line
         return CompanionMeans(encode_means(companion.model, images), encode_means(companion.model, labelled_images),
-                              companion_summary(companion))
+                              summary)
     return train
 
 
@@ -210,7 +223,7 @@ def train_and_fit(
     fit, companion = few_label_fit(
         statistics["mu"], labelled_statistics["mu"], labelled, train_images=images, config=gmm_config,
         companion=companion_trainer(images, labelled.images, model_config=model_config, train_config=train_config,
-                                    device=torch_device, progress=progress),
+                                    device=torch_device, progress=progress, teacher=result.teacher_run),
         seed=train_config.seed, source=train.source, progress=progress)
     # The companion's training is reported on its own line, as the model's is.
     gmm_seconds = time.perf_counter() - gmm_start - (companion["seconds"] if companion else 0.0)

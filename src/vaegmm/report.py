@@ -111,9 +111,13 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
         once = list(info["gmm_config"].get("schedules") or []) == [] and info["gmm_config"].get("seedings") == ["inputs"]
         rep.paragraph((f"The fit without a companion was unsettled (its candidates put a median {why:.1%} of the "
                        "training images in another class), so the labels " if why is not None else "The labels ")
-                      + f"were spread over the latent means of a {companion['latent_dim']}-D companion VAE, "
-                      f"trained beside it on the same images ({companion['epochs']} epochs, {companion['seconds']:.1f} s; "
-                      "never shown a label, not saved), and the GMM was "
+                      + (f"were spread over the latent means of the {companion['latent_dim']}-D teacher, which has "
+                         "a companion VAE's settings and so served as the companion (never shown a label, not saved), "
+                         if companion.get("teacher") else
+                         f"were spread over the latent means of a {companion['latent_dim']}-D companion VAE, trained "
+                         f"beside it on the same images ({companion['epochs']} epochs, {companion['seconds']:.1f} s; "
+                         "never shown a label, not saved), ")
+                      + "and the GMM was "
                       + ("fitted within the classes that spreading gave the training images"
                          if once else "fitted from candidates that spreading's classes seeded among others")
                       + "; the GMM in this model's latent space is the classifier.")

@@ -48,6 +48,8 @@ class TrainResult:
     seed: int = 0  # the seed of the VAE kept
     restart_losses: list[float] = field(default_factory=list)  # the final training loss of each restart, in seed order
     teacher: dict | None = None  # the teacher VAE's latent size, training time and final loss, when one was trained
+    # The finished teacher itself, so that a companion of the same settings can be the teacher (companion_of)
+    teacher_run: "TrainResult | None" = field(default=None, repr=False)
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -159,6 +161,17 @@ def train_companion(images: np.ndarray, *, model_config: VAEConfig, train_config
               f"means to seed the mixture", file=sys.stderr, flush=True)
     return train_vae(images, model_config=companion_config(model_config, latent_dim),
                      train_config=replace(train_config, restarts=1), device=device, progress=progress)
+
+
+def companion_of(teacher: TrainResult | None, *, model_config: VAEConfig, latent_dim: int,
+                 n_images: int) -> TrainResult | None:
+    """The teacher when it already is the companion of ``latent_dim`` dimensions for ``n_images`` images: trained on
+    them with the same settings and seed (the companion's neighbour term settling to off, as the teacher's is),
+    so training the companion would give the same VAE again; None otherwise."""
+    if teacher is None:
+        return None
+    wanted = companion_config(model_config, latent_dim).for_training_set(n_images)
+    return teacher if teacher.model.config == wanted else None
 
 
 def companion_summary(companion: TrainResult) -> dict:
@@ -292,7 +305,8 @@ def train_vae(
     model.eval()
     return TrainResult(model=model, history=history, seconds=time.perf_counter() - start, device=str(device),
                        seed=train_config.seed, restart_losses=[history[-1]["loss"]],
-                       teacher=teacher_summary(teacher, model_config))
+                       teacher=teacher_summary(teacher, model_config),
+                       teacher_run=teacher if model_config.teacher_latent_dim else None)
 
 
 def _run_summary(result: TrainResult) -> dict:
