@@ -93,9 +93,9 @@ def run_model(digits, arrays, out_dir: Path, *, others: bool, mnist_dir: str, mo
               gmm_config: GMMConfig) -> dict:
     splits = select_digits(arrays, digits=digits, labels_per_digit=5, seed=0, source=mnist_dir)
     start = time.perf_counter()
-    train_and_fit(splits.train, splits.labelled, model_config=model_config, train_config=TrainConfig(),
-                  gmm_config=gmm_config, novelty_config=NoveltyConfig(), model_path=out_dir / "vae.pth",
-                  gmm_path=out_dir / "gmm_params.pkl", progress=False)
+    summary = train_and_fit(splits.train, splits.labelled, model_config=model_config, train_config=TrainConfig(),
+                            gmm_config=gmm_config, novelty_config=NoveltyConfig(), model_path=out_dir / "vae.pth",
+                            gmm_path=out_dir / "gmm_params.pkl", progress=False)
     seconds = time.perf_counter() - start
     model = load_model_for(out_dir / "vae.pth")
     gmm, detector = load_gmm_file(out_dir / "gmm_params.pkl", model, out_dir / "vae.pth")
@@ -111,7 +111,9 @@ def run_model(digits, arrays, out_dir: Path, *, others: bool, mnist_dir: str, mo
         groups[name] = aurocs(inlier, scores(model, gmm, detector, images))
     result = {"digits": list(digits), "train_seconds": seconds, "n_test": len(splits.test),
               "threshold": detector.threshold_, "flag_rate": detector.flag_rate_,
-              "false_alarm_rate_on_test": false_alarm, "auroc": groups}
+              "false_alarm_rate_on_test": false_alarm, "auroc": groups,
+              # whether the default rule trained a companion for an unsettled fit, and why
+              "companion": summary["companion"], "disagreement": summary["gmm"].get("disagreement")}
     unseen = [v["vaegmm"] for k, v in groups.items() if k.startswith("digit ")]
     if unseen:
         result["mean_auroc_unseen_digits"] = {s: float(np.mean([v[s] for k, v in groups.items() if k.startswith("digit ")]))
