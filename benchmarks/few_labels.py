@@ -65,7 +65,7 @@ from vaegmm.mnist import load_mnist_arrays  # noqa: E402
 from vaegmm.model import encode_means  # noqa: E402
 from vaegmm.novelty import calibration_rows  # noqa: E402
 from vaegmm.pipeline import CompanionMeans, few_label_fit  # noqa: E402
-from vaegmm.training import companion_of, companion_summary, pick_device, train_companion, train_vae  # noqa: E402
+from vaegmm.training import companion_run, pick_device, train_vae  # noqa: E402
 
 SETS = {"148": (1, 4, 8), "358": (3, 5, 8), "479": (4, 7, 9), "all": tuple(range(10)), "digits8": None, "digits8x3": None,
         "shapes": None}
@@ -210,14 +210,11 @@ def run_set(name: str, args) -> dict:
         """The companion's latent means of every training image (N, dim), trained once per set."""
         if dim not in companions:
             # the teacher where it has the companion's settings, as `vaegmm train` does: nothing trained, 0 s
-            teacher = companion_of(result.teacher_run, model_config=model_config, latent_dim=dim, n_images=len(fit_rows))
-            companion = teacher or train_companion(x_train[fit_rows], model_config=model_config,
-                                                   train_config=train_config, latent_dim=dim,
-                                                   device=pick_device(args.device), progress=False)
-            seconds = 0.0 if teacher else companion.seconds
-            companions[dim] = encode_means(companion.model, x_train), seconds  # (N, dim)
-            out.setdefault("companions", {})[str(dim)] = {**companion_summary(companion), "seconds": seconds,
-                                                          "teacher": teacher is not None}
+            companion, summary = companion_run(x_train[fit_rows], model_config=model_config, train_config=train_config,
+                                               latent_dim=dim, device=pick_device(args.device), progress=False,
+                                               teacher=result.teacher_run)
+            companions[dim] = encode_means(companion.model, x_train), summary["seconds"]  # (N, dim)
+            out.setdefault("companions", {})[str(dim)] = summary
         return companions[dim][0]
 
     for variant in args.variants:

@@ -167,7 +167,7 @@ def test_a_teacher_with_the_companions_settings_serves_as_the_companion(images, 
     def no_training(*args, **kwargs):
         raise AssertionError("trained a companion that the teacher already is")
 
-    monkeypatch.setattr("vaegmm.pipeline.train_companion", no_training)
+    monkeypatch.setattr("vaegmm.training.train_companion", no_training)
     labels = np.repeat([0, 1], 48)
     val = Dataset(images[[0, 1, 50, 51]], labels[[0, 1, 50, 51]], "val")
     summary = train_and_fit(Dataset(images, None, "train"), val, model_config=model, train_config=TRAIN,

@@ -43,7 +43,7 @@ from .storage import (
     save_plain_pickle,
 )
 from .training import (
-    TrainResult, companion_of, companion_summary, pick_device, teacher_checkpoint_path, train_companion, train_vae,
+    TrainResult, companion_run, pick_device, teacher_checkpoint_path, train_vae,
 )
 
 
@@ -78,19 +78,10 @@ def companion_trainer(images: np.ndarray, labelled_images: np.ndarray, *, model_
                       teacher: TrainResult | None = None) -> Callable[[int], CompanionMeans]:
     """A function of a latent size d that trains a companion VAE of d dimensions on images (N, H, W) and gives
     its :class:`CompanionMeans` of those images and of labelled_images (M, H, W). ``teacher``, the model's teacher
-    trained on the same images, serves instead where it is that companion already (:func:`companion_of`)."""
+    trained on the same images, serves instead where it is that companion already (:func:`companion_run`)."""
     def train(latent_dim: int) -> CompanionMeans:
-        companion = companion_of(teacher, model_config=model_config, latent_dim=latent_dim, n_images=len(images))
-        summary = {"teacher": companion is not None}
-        if companion is None:
-            companion = train_companion(images, model_config=model_config, train_config=train_config,
-                                        latent_dim=latent_dim, device=device, progress=progress)
-        elif progress:
-            print(f"companion: the {latent_dim}-D teacher has the companion's settings, so it serves as the companion "
-                  "(no second training)", file=sys.stderr, flush=True)
-        summary = {**companion_summary(companion), **summary}
-        if summary["teacher"]:
-            summary["seconds"] = 0.0  # nothing was trained for it: the teacher's time is on the teacher's line
+        companion, summary = companion_run(images, model_config=model_config, train_config=train_config,
+                                           latent_dim=latent_dim, device=device, progress=progress, teacher=teacher)
         return CompanionMeans(encode_means(companion.model, images), encode_means(companion.model, labelled_images),
                               summary)
     return train

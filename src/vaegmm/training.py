@@ -179,6 +179,28 @@ def companion_summary(companion: TrainResult) -> dict:
     return {**_run_summary(companion), "neighbour_weight": companion.model.config.neighbour_weight}
 
 
+def companion_run(images: np.ndarray, *, model_config: VAEConfig, train_config: TrainConfig, latent_dim: int,
+                  device: torch.device | None = None, progress: bool = True,
+                  teacher: TrainResult | None = None) -> tuple[TrainResult, dict]:
+    """The companion VAE of ``latent_dim`` dimensions for images (N, H, W): ``teacher``, trained on the same images,
+    where it already is that companion (:func:`companion_of`), else one trained here (:func:`train_companion`);
+    and its summary (:func:`companion_summary`), whose ``teacher`` says which and whose ``seconds`` count only
+    the training done here."""
+    reused = companion_of(teacher, model_config=model_config, latent_dim=latent_dim, n_images=len(images))
+    if reused is None:
+        run = train_companion(images, model_config=model_config, train_config=train_config, latent_dim=latent_dim,
+                              device=device, progress=progress)
+    else:
+        if progress:
+            print(f"companion: the {latent_dim}-D teacher has the companion's settings, so it serves as the companion "
+                  "(no second training)", file=sys.stderr, flush=True)
+        run = reused
+    summary = {**companion_summary(run), "teacher": reused is not None}
+    if reused is not None:
+        summary["seconds"] = 0.0  # nothing was trained for it: the teacher's time is on the teacher's line
+    return run, summary
+
+
 def train_vae(
     images: np.ndarray,
     *,
