@@ -65,7 +65,8 @@ from vaegmm.mnist import load_mnist_arrays  # noqa: E402
 from vaegmm.model import encode_means  # noqa: E402
 from vaegmm.novelty import calibration_rows  # noqa: E402
 from vaegmm.pipeline import CompanionMeans, few_label_fit  # noqa: E402
-from vaegmm.training import companion_run, pick_device, train_vae  # noqa: E402
+from vaegmm.companion import companion_run  # noqa: E402
+from vaegmm.training import pick_device, train_vae  # noqa: E402
 
 SETS = {"148": (1, 4, 8), "358": (3, 5, 8), "479": (4, 7, 9), "all": tuple(range(10)), "digits8": None, "digits8x3": None,
         "shapes": None}

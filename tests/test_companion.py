@@ -18,7 +18,8 @@ from vaegmm.fewlabel import FewLabelGMM, per_class_mixtures
 from vaegmm.inputspace import input_spreading
 from vaegmm.model import encode_means
 from vaegmm.pipeline import CompanionMeans, companion_trainer, few_label_fit, train_and_fit
-from vaegmm.training import companion_config, companion_of, train_companion, train_vae
+from vaegmm.companion import companion_config, companion_of, train_companion
+from vaegmm.training import train_vae
 
 MODEL = VAEConfig(image_shape=(6, 6), hidden_sizes=(16,), latent_dim=2, beta=0.7, neighbour_weight=0.4,
                   teacher_latent_dim=3)
@@ -167,7 +168,7 @@ def test_a_teacher_with_the_companions_settings_serves_as_the_companion(images, 
     def no_training(*args, **kwargs):
         raise AssertionError("trained a companion that the teacher already is")
 
-    monkeypatch.setattr("vaegmm.training.train_companion", no_training)
+    monkeypatch.setattr("vaegmm.companion.train_companion", no_training)
     labels = np.repeat([0, 1], 48)
     val = Dataset(images[[0, 1, 50, 51]], labels[[0, 1, 50, 51]], "val")
     summary = train_and_fit(Dataset(images, None, "train"), val, model_config=model, train_config=TRAIN,

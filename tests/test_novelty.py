@@ -102,26 +102,26 @@ def test_reconstruction_correlation_matches_numpy_and_is_zero_for_constant_image
 def test_edge_correlation_in_blocks_covers_every_image_in_order(monkeypatch):
     import torch
 
-    import vaegmm.model as model_module
+    import vaegmm.similarity as similarity
 
     images, recon = torch.rand(10, 5, 7), torch.rand(10, 5, 7)
-    whole = model_module._edge_correlation(images, recon)
-    monkeypatch.setattr(model_module, "EDGE_BLOCK_BYTES", 3 * 4 * (5 * 6 + 4 * 7))  # three images a block: 3, 3, 3, 1
-    np.testing.assert_allclose(model_module._edge_correlation(images, recon).numpy(), whole.numpy(), rtol=1e-6)
+    whole = similarity.edge_correlation(images, recon)
+    monkeypatch.setattr(similarity, "EDGE_BLOCK_BYTES", 3 * 4 * (5 * 6 + 4 * 7))  # three images a block: 3, 3, 3, 1
+    np.testing.assert_allclose(similarity.edge_correlation(images, recon).numpy(), whole.numpy(), rtol=1e-6)
     assert len(whole) == 10
 
 
 def test_edge_correlation_is_0_where_an_images_edges_are_all_equal():
     import torch
 
-    import vaegmm.model as model_module
+    import vaegmm.similarity as similarity
 
     torch.manual_seed(0)
     h, w = 28, 20
     ramp = torch.arange(h)[:, None] * 0.013 + torch.arange(w)[None, :] * 0.013  # every neighbour step 0.013, up to rounding
     images = torch.stack([ramp, torch.full((h, w), 0.4), torch.rand(h, w)]).float()  # (3, H, W)
     recon = torch.rand(3, h, w)
-    corr = model_module._edge_correlation(images, recon)
+    corr = similarity.edge_correlation(images, recon)
     assert corr[0] == 0.0 and corr[1] == 0.0  # undefined: no spread of edges to correlate
     flat = lambda im: np.r_[np.diff(im, axis=1).ravel(), np.diff(im, axis=0).ravel()]  # noqa: E731
     expected = np.corrcoef(flat(images[2].double().numpy()), flat(recon[2].double().numpy()))[0, 1]

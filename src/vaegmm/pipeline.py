@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .companion import companion_run
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from .data import Dataset, check_labelled_set, check_same_image_shape, not_among
 from .candidates import companion_for_unsettled, unsettled_advice
@@ -42,9 +43,7 @@ from .storage import (
     load_plain_pickle,
     save_plain_pickle,
 )
-from .training import (
-    TrainResult, companion_run, pick_device, teacher_checkpoint_path, train_vae,
-)
+from .training import TrainResult, pick_device, teacher_checkpoint_path, train_vae
 
 
 def model_fingerprint(model: VAE) -> str:
