@@ -57,6 +57,7 @@ sys.path.insert(0, str(HERE))
 from compare import peer_gmm, train_peer  # noqa: E402
 from shapes import make_shapes  # noqa: E402
 
+from vaegmm.companion import companion_run  # noqa: E402
 from vaegmm.config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig  # noqa: E402
 from vaegmm.data import Dataset, as_images  # noqa: E402
 from vaegmm.errors import UnsettledFitWarning  # noqa: E402
@@ -65,7 +66,6 @@ from vaegmm.mnist import load_mnist_arrays  # noqa: E402
 from vaegmm.model import encode_means  # noqa: E402
 from vaegmm.novelty import calibration_rows  # noqa: E402
 from vaegmm.pipeline import CompanionMeans, few_label_fit  # noqa: E402
-from vaegmm.companion import companion_run  # noqa: E402
 from vaegmm.training import pick_device, train_vae  # noqa: E402
 
 SETS = {"148": (1, 4, 8), "358": (3, 5, 8), "479": (4, 7, 9), "all": tuple(range(10)), "digits8": None, "digits8x3": None,
@@ -189,10 +189,11 @@ def run_set(name: str, args) -> dict:
                              neighbour_weight=args.neighbour_weight, neighbour_dof=args.neighbour_dof,
                              perplexity=args.perplexity, teacher_latent_dim=args.teacher_latent_dim)
     train_config = TrainConfig(seed=args.train_seed, restarts=args.restarts)
-    # As `vaegmm train` does: on small sets a share of the images calibrates the novelty threshold instead of training
+    # As `vaegmm train` does: on small sets and above 2-D a share of the images calibrates the novelty threshold instead of training
     # the VAE, and the mixture is fitted on the rest (the labelled draws may fall in either part).
     novelty_config = NoveltyConfig(calibration_share=args.calibration_share)
-    fit_rows, _ = calibration_rows(len(x_train), novelty_config=novelty_config, train_config=train_config)
+    fit_rows, _ = calibration_rows(len(x_train), novelty_config=novelty_config, train_config=train_config,
+                                   latent_dim=model_config.latent_dim)
     result = train_vae(x_train[fit_rows], model_config=model_config, train_config=train_config,
                        device=pick_device(args.device), progress=False)
     Z, Z_eval = encode_means(result.model, x_train), encode_means(result.model, x_eval)
@@ -202,7 +203,8 @@ def run_set(name: str, args) -> dict:
            "neighbour_dof": model_config.neighbour_dof, "perplexity": args.perplexity,
            "teacher_latent_dim": args.teacher_latent_dim, "teacher": result.teacher,
            "train_seed": args.train_seed, "restarts": args.restarts, "kept_seed": result.seed,
-           "calibration_share": novelty_config.share_for(len(x_train), train_config), "vae_images": len(fit_rows),
+           "calibration_share": novelty_config.share_for(len(x_train), train_config,
+                                                          latent_dim=model_config.latent_dim), "vae_images": len(fit_rows),
            "restart_losses": result.restart_losses,
            "train_seconds": result.seconds, "device": result.device, "vaegmm": {}}
     companions = {}  # latent size -> (the companion's latent means of every training image, its training seconds)

@@ -229,12 +229,14 @@ def test_calibration_split_is_a_seeded_share_or_nothing_when_too_few():
         assert len(held) == 0 and np.array_equal(fit, np.arange(n))
 
 
-def test_the_share_is_held_out_by_default_only_where_min_steps_raises_the_epochs():
+def test_the_share_is_held_out_by_default_where_min_steps_raises_the_epochs_or_the_latent_is_above_2d():
     train = TrainConfig()  # 20 epochs of batches of 128, at least 2,400 steps
-    assert NoveltyConfig().share_for(18_420, train) == 0.0  # the course's set: 2,880 steps in 20 epochs
-    assert NoveltyConfig().share_for(6_000, train) == 0.1  # 47 steps an epoch: 52 epochs
-    assert NoveltyConfig().share_for(6_000, TrainConfig(min_steps=0)) == 0.0
-    assert NoveltyConfig(calibration_share=0.2).share_for(18_420, train) == 0.2
-    assert NoveltyConfig(calibration_share=0).share_for(600, train) == 0.0
+    assert NoveltyConfig().share_for(18_420, train, latent_dim=2) == 0.0  # the course's set: 2,880 steps in 20 epochs
+    assert NoveltyConfig().share_for(6_000, train, latent_dim=2) == 0.1  # 47 steps an epoch: 52 epochs
+    assert NoveltyConfig().share_for(6_000, TrainConfig(min_steps=0), latent_dim=2) == 0.0
+    assert NoveltyConfig().share_for(18_420, train, latent_dim=3) == 0.1  # a larger latent: whatever the set's size
+    assert NoveltyConfig().share_for(60_000, train, latent_dim=10) == 0.1
+    assert NoveltyConfig(calibration_share=0.2).share_for(18_420, train, latent_dim=10) == 0.2
+    assert NoveltyConfig(calibration_share=0).share_for(600, train, latent_dim=10) == 0.0
     with pytest.raises(ConfigError, match=r"calibration_share \(--calibration-share\) must be in \[0, 0.5\]; got 0.7"):
         NoveltyConfig(calibration_share=0.7)

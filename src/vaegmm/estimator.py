@@ -93,8 +93,9 @@ class VAEGMM:
     def fit(self, X, y=None) -> "VAEGMM":
         """Train the VAE on the images of X (it never reads y), then fit the mixture.
 
-        On a small X (``NoveltyConfig.share_for``) a seeded share of the unlabelled images is kept out of
-        the VAE's training to calibrate the novelty threshold on; otherwise the VAE trains on every image.
+        On a small X, or with a latent above 2-D (``NoveltyConfig.share_for``), a seeded share of the unlabelled
+        images is kept out of the VAE's training to calibrate the novelty threshold on; otherwise the VAE trains
+        on every image.
 
         X : array (N, H, W) or (N, H·W), uint8 0-255 or float 0-1.
         y : array (N,) of integer classes with -1 for unlabelled images, or None. With labels, the mixture
@@ -129,7 +130,8 @@ class VAEGMM:
         novelty = self.novelty or NoveltyConfig()
         # Calibration images are drawn from the unlabelled ones: every labelled image seeds the mixture.
         unlabelled_rows = np.flatnonzero(~mask) if labelled is not None else np.arange(len(images))
-        _, held = calibration_split(len(unlabelled_rows), share=novelty.share_for(len(images), train), seed=self.random_state)
+        share = novelty.share_for(len(images), train, latent_dim=vae.latent_dim)
+        _, held = calibration_split(len(unlabelled_rows), share=share, seed=self.random_state)
         in_fit = np.ones(len(images), dtype=bool)
         in_fit[unlabelled_rows[held]] = False
         device = pick_device(self.device)

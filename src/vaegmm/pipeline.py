@@ -197,8 +197,10 @@ def train_and_fit(
     checkpoint_path = Path(str(model_path) + ".ckpt")
     torch_device = pick_device(device)
     novelty_config = novelty_config or NoveltyConfig()
-    # On small sets a share of the training images is kept from the VAE to calibrate the novelty threshold on.
-    fit_rows, held_rows = calibration_rows(len(train), novelty_config=novelty_config, train_config=train_config)
+    # On small sets and above 2-D a share of the training images is kept from the VAE to calibrate the novelty
+    # threshold on.
+    fit_rows, held_rows = calibration_rows(len(train), novelty_config=novelty_config, train_config=train_config,
+                                           latent_dim=model_config.latent_dim)
     images = train.images[fit_rows] if len(held_rows) else train.images  # (N_fit, H, W)
     result = train_vae(
         images, model_config=model_config, train_config=train_config, device=torch_device,

@@ -38,9 +38,10 @@ def _evaluate_run(run_dir: Path, *, test_path, progress: bool) -> dict:
     if novelty is not None and test is not None:
         train_scores = novelty.score(novelty_statistics(train_stats, gmm))  # (N,)
         fit_rows, held_rows = np.arange(len(train)), np.arange(0)
-        if novelty.held_out_:  # on a small set `train` kept some images out of the VAE's training to set the threshold on
+        if novelty.held_out_:  # `train` kept some images out of the VAE's training to set the threshold on
             fit_rows, held_rows = calibration_rows(len(train), novelty_config=NoveltyConfig.from_dict(info["novelty_config"]),
-                                                   train_config=TrainConfig.from_dict(info["train_config"]))
+                                                   train_config=TrainConfig.from_dict(info["train_config"]),
+                                                   latent_dim=model.config.latent_dim)
         scores = {"train": train_scores[fit_rows], "held_out": train_scores[held_rows] if len(held_rows) else None,
                   "test": novelty.score(novelty_statistics(test_stats, gmm)),
                   "threshold": novelty.threshold_, "flag_rate": novelty.flag_rate_, "calibrated_on": novelty.calibrated_on}
