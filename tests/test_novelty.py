@@ -1,6 +1,7 @@
 """The novelty score: its numerics, its calibration, and its columns in `vaegmm classify` (never in vae.py)."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -240,3 +241,23 @@ def test_the_share_is_held_out_by_default_where_min_steps_raises_the_epochs_or_t
     assert NoveltyConfig(calibration_share=0).share_for(600, train, latent_dim=10) == 0.0
     with pytest.raises(ConfigError, match=r"calibration_share \(--calibration-share\) must be in \[0, 0.5\]; got 0.7"):
         NoveltyConfig(calibration_share=0.7)
+
+
+@pytest.mark.parametrize("latent_dim, calibrated_on", [(2, "240 training images"),
+                                                        (3, "24 training images held out of the VAE's training")])
+def test_train_holds_a_tenth_out_above_2d_even_where_the_epochs_do_not_grow(latent_dim, calibrated_on, tmp_path,
+                                                                             capsys):
+    from vaegmm.cli import main
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([1, 4, 8], 80)
+    np.savez(tmp_path / "train.npz", data=rng.integers(0, 256, (240, 12, 12), dtype=np.uint8), labels=labels)
+    np.savez(tmp_path / "val.npz", data=rng.integers(0, 256, (9, 12, 12), dtype=np.uint8), labels=np.repeat([1, 4, 8], 3))
+    run = tmp_path / "run"
+    # --min-steps 0: the epochs never grow, so only the latent size decides
+    assert main(["train", "--train", str(tmp_path / "train.npz"), "--val", str(tmp_path / "val.npz"), "--out-dir",
+                 str(run), "--latent-dim", str(latent_dim), "--epochs", "1", "--min-steps", "0", "--hidden", "16",
+                 "--no-progress"]) == 0
+    record = json.loads((run / "run.json").read_text())
+    assert record["summary"]["novelty"]["calibrated_on"] == calibrated_on
+    assert f"of {calibrated_on}" in capsys.readouterr().out
