@@ -189,8 +189,8 @@ def run_set(name: str, args) -> dict:
                              neighbour_weight=args.neighbour_weight, neighbour_dof=args.neighbour_dof,
                              perplexity=args.perplexity, teacher_latent_dim=args.teacher_latent_dim)
     train_config = TrainConfig(seed=args.train_seed, restarts=args.restarts)
-    # As `vaegmm train` does: on small sets and above 2-D a share of the images calibrates the novelty threshold instead of training
-    # the VAE, and the mixture is fitted on the rest (the labelled draws may fall in either part).
+    # As `vaegmm train` does: on small sets and above 2-D a share of the images calibrates the novelty threshold
+    # instead of training the VAE, and the mixture is fitted on the rest (the labelled draws may fall in either part).
     novelty_config = NoveltyConfig(calibration_share=args.calibration_share)
     fit_rows, _ = calibration_rows(len(x_train), novelty_config=novelty_config, train_config=train_config,
                                    latent_dim=model_config.latent_dim)
