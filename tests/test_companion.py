@@ -10,6 +10,7 @@ import torch
 
 from vaegmm import fewlabel
 from vaegmm.candidates import UNSETTLED_DISAGREEMENT, companion_for_unsettled
+from vaegmm.companion import companion_config, companion_of, train_companion
 from vaegmm.config import (MOST_COMPONENTS_PER_CLASS, MOST_COMPONENTS_WITH_COMPANION, SCHEDULES,
                            UNSETTLED_COMPANION_LATENT_DIM, GMMConfig, NoveltyConfig, TrainConfig, VAEConfig)
 from vaegmm.data import Dataset
@@ -18,7 +19,6 @@ from vaegmm.fewlabel import FewLabelGMM, per_class_mixtures
 from vaegmm.inputspace import input_spreading
 from vaegmm.model import encode_means
 from vaegmm.pipeline import CompanionMeans, companion_trainer, few_label_fit, train_and_fit
-from vaegmm.companion import companion_config, companion_of, train_companion
 from vaegmm.training import train_vae
 
 MODEL = VAEConfig(image_shape=(6, 6), hidden_sizes=(16,), latent_dim=2, beta=0.7, neighbour_weight=0.4,
