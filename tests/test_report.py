@@ -204,6 +204,22 @@ def test_latent_plane_is_the_identity_in_2d_and_the_leading_principal_axes_above
     np.testing.assert_allclose(plane.project_covariance(cov), np.cov(plane.project(Z5).T), rtol=1e-10, atol=1e-12)
 
 
+def test_spread_grid_is_the_courses_grid_for_prior_latents_and_reaches_latents_spread_wider():
+    from scipy.stats import norm
+
+    from vaegmm.figures import MANIFOLD_QUANTILES, spread_grid
+
+    rng = np.random.default_rng(0)
+    course = norm.ppf(np.linspace(*MANIFOLD_QUANTILES, 20))
+    np.testing.assert_allclose(spread_grid(rng.normal(size=200_000)), course, atol=0.02)
+    # Latent means spread over ±6 (a neighbour term): the course's grid ends at ±1.64, this one covers the same
+    # quantiles of the latent means themselves.
+    wide = rng.normal(loc=1.0, scale=3.5, size=200_000)
+    grid = spread_grid(wide)
+    np.testing.assert_allclose(grid[[0, -1]], np.quantile(wide, MANIFOLD_QUANTILES), rtol=0.02)
+    assert grid[0] < course[0] * 2.5 and grid[-1] > course[-1] * 2.5
+
+
 def test_class_colours_are_distinct_for_any_labels_and_keep_the_digits_colours():
     from matplotlib import colormaps
     from matplotlib.colors import to_hex

@@ -11,6 +11,7 @@ import numpy as np
 FIGURES = {
     "reconstructions": "reconstructions.png",
     "manifold": "generated_manifold.png",
+    "manifold_spread": "generated_manifold_spread.png",
     "prior_samples": "generated_prior_samples.png",
     "component_samples": "generated_per_component.png",
     "latent": "latent_space.png",
@@ -130,6 +131,22 @@ def _manifold_grid():
     return norm.ppf(np.linspace(*MANIFOLD_QUANTILES, MANIFOLD_SIDE))  # (S,)
 
 
+def spread_grid(values: np.ndarray) -> np.ndarray:
+    """The course's grid moved onto the latent means along one axis: mean + sd * norm.ppf(linspace(0.05, 0.95)), (S,).
+
+    values (N,): the training images' latent means along that axis. The course's grid spans the prior's N(0, 1);
+    a VAE with β below 1 or a neighbour term spreads its latent means wider, and a grid over the prior then decodes
+    only the classes near the centre. Both grids coincide where the latent means follow the prior.
+    """
+    return float(values.mean()) + float(values.std()) * _manifold_grid()
+
+
+def _grid_points(grid_x: np.ndarray, grid_y: np.ndarray) -> np.ndarray:
+    """Plane coordinates (S*S, 2) of the grid: row i holds grid_y[-1 - i] (top is high), column j grid_x[j]."""
+    side = len(grid_x)
+    return np.stack([np.tile(grid_x, side), np.repeat(grid_y[::-1], side)], axis=1)
+
+
 def _draw_plane(paths: dict, *, model, gmm, train, Z, Z_lab, labelled) -> None:
     """The decoded grid, scatter and ellipse figures on the latent space's plane (:class:`LatentPlane`)."""
     from . import plots
@@ -137,10 +154,15 @@ def _draw_plane(paths: dict, *, model, gmm, train, Z, Z_lab, labelled) -> None:
 
     plane = LatentPlane.for_latents(Z)
     grid = _manifold_grid()
-    # Row i holds the plane's second axis at grid[-1 - i] (top is high), column j its first axis at grid[j].
-    points = np.stack([np.tile(grid, MANIFOLD_SIDE), np.repeat(grid[::-1], MANIFOLD_SIDE)], axis=1)  # (S*S, 2)
-    plots.manifold(decode_latents(model, plane.lift(points)), grid, paths["manifold"], axis_names=plane.names,
+    plots.manifold(decode_latents(model, plane.lift(_grid_points(grid, grid))), grid, paths["manifold"],
+                   axis_names=plane.names,
                    title=f"Decoded latent grid, norm.ppf(linspace{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE}) per axis")
+    P = plane.project(Z)  # (N, 2)
+    grid_x, grid_y = spread_grid(P[:, 0]), spread_grid(P[:, 1])
+    plots.manifold(decode_latents(model, plane.lift(_grid_points(grid_x, grid_y))), grid_x, paths["manifold_spread"],
+                   grid_y=grid_y, axis_names=plane.names,
+                   title="Decoded latent grid over the latent means: mean + sd · norm.ppf(linspace"
+                         f"{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE}) per axis")
     plots.latent_space(plane.project(Z), gmm.predict(Z), paths["latent"], classes=gmm.classes_, true_labels=train.labels,
                        Z_labelled=plane.project(Z_lab), y_labelled=labelled.labels, axis_names=plane.names,
                        title=f"Latent means of the {len(Z)} training images")
@@ -160,6 +182,10 @@ def _draw_line(paths: dict, *, model, gmm, train, Z, Z_lab, labelled) -> None:
     grid = _manifold_grid()
     plots.manifold(decode_latents(model, grid[:, None]), grid, paths["manifold"], axis_names=(LINE_AXIS,),
                    title=f"Images decoded along the latent axis at norm.ppf(linspace{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE})")
+    spread = spread_grid(Z[:, 0])
+    plots.manifold(decode_latents(model, spread[:, None]), spread, paths["manifold_spread"], axis_names=(LINE_AXIS,),
+                   title="Images decoded along the latent axis over the latent means: mean + sd · "
+                         f"norm.ppf(linspace{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE})")
     plots.latent_line(Z[:, 0], gmm.predict(Z), paths["latent"], classes=gmm.classes_, true_labels=train.labels,
                       z_labelled=Z_lab[:, 0], y_labelled=labelled.labels, axis_name=LINE_AXIS,
                       title=f"Latent means of the {len(Z)} training images")

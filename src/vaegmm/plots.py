@@ -83,12 +83,12 @@ def reconstructions(originals: np.ndarray, recons: np.ndarray, path, *, title: s
     return _save(fig, path)
 
 
-def manifold(images: np.ndarray, grid: np.ndarray, path, *, title: str,
+def manifold(images: np.ndarray, grid: np.ndarray, path, *, title: str, grid_y: np.ndarray | None = None,
              axis_names: Sequence[str] = ("Latent dimension 1", "Latent dimension 2")) -> Path:
-    """The decoded latent grid: images (n*n, H, W) for z = (grid[j], grid[i]) at row i, column j.
+    """The decoded latent grid: images (n*n, H, W) for z = (grid[j], grid_y[n - 1 - i]) at row i, column j.
 
-    Row 0 is drawn at the top with the largest latent dimension 2, like a scatter plot's axes. With one axis
-    name (a 1-D latent space) the images are (n, H, W), decoded at z = grid[j], in one row.
+    Row 0 is drawn at the top with the largest latent dimension 2, like a scatter plot's axes; grid_y defaults
+    to grid. With one axis name (a 1-D latent space) the images are (n, H, W), decoded at z = grid[j], in one row.
     """
     plt = _plt()
     n = len(grid)
@@ -103,7 +103,7 @@ def manifold(images: np.ndarray, grid: np.ndarray, path, *, title: str,
     ax.set_xticks(ticks[::step] * w + w / 2, [f"{v:.2f}" for v in grid[::step]])
     ax.set_xlabel(axis_names[0])
     if rows > 1:
-        ax.set_yticks(ticks[::step] * h + h / 2, [f"{v:.2f}" for v in grid[::-1][::step]])
+        ax.set_yticks(ticks[::step] * h + h / 2, [f"{v:.2f}" for v in (grid if grid_y is None else grid_y)[::-1][::step]])
         ax.set_ylabel(axis_names[1])
     else:
         ax.set_yticks([])
