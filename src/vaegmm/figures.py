@@ -153,20 +153,20 @@ def _draw_plane(paths: dict, *, model, gmm, train, Z, Z_lab, labelled) -> None:
     from .model import decode_latents
 
     plane = LatentPlane.for_latents(Z)
+    P = plane.project(Z)  # (N, 2)
     grid = _manifold_grid()
     plots.manifold(decode_latents(model, plane.lift(_grid_points(grid, grid))), grid, paths["manifold"],
                    axis_names=plane.names,
                    title=f"Decoded latent grid, norm.ppf(linspace{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE}) per axis")
-    P = plane.project(Z)  # (N, 2)
     grid_x, grid_y = spread_grid(P[:, 0]), spread_grid(P[:, 1])
     plots.manifold(decode_latents(model, plane.lift(_grid_points(grid_x, grid_y))), grid_x, paths["manifold_spread"],
                    grid_y=grid_y, axis_names=plane.names,
                    title="Decoded latent grid over the latent means: mean + sd · norm.ppf(linspace"
                          f"{MANIFOLD_QUANTILES}, {MANIFOLD_SIDE}) per axis")
-    plots.latent_space(plane.project(Z), gmm.predict(Z), paths["latent"], classes=gmm.classes_, true_labels=train.labels,
+    plots.latent_space(P, gmm.predict(Z), paths["latent"], classes=gmm.classes_, true_labels=train.labels,
                        Z_labelled=plane.project(Z_lab), y_labelled=labelled.labels, axis_names=plane.names,
                        title=f"Latent means of the {len(Z)} training images")
-    plots.gmm_ellipses(plane.project(Z), paths["gmm"], means=plane.project(gmm.means_),
+    plots.gmm_ellipses(P, paths["gmm"], means=plane.project(gmm.means_),
                        covariances=np.stack([plane.project_covariance(c) for c in gmm.covariances_]),
                        component_classes=gmm.component_classes_, classes=gmm.classes_,
                        predict=lambda P: gmm.predict(plane.lift(P)), Z_labelled=plane.project(Z_lab),

@@ -64,7 +64,8 @@ CAPTIONS = {
     "manifold": "The generated 20×20 manifold (gnuplot2 colour map).",
     "manifold_spread": ("The same grid moved onto the training images' latent means (their mean and standard deviation "
                         "along each axis) instead of the prior's N(0, 1): where the latent means spread wider than the "
-                        "prior, as β below 1 or a neighbour term makes them, this grid reaches every class."),
+                        "prior, as β below 1 or a neighbour term makes them, it reaches the classes the first grid "
+                        "leaves out."),
     "prior_samples": "Random samples from the prior.",
     "component_samples": "Samples drawn from each GMM component and decoded: a typical image of each class.",
     "latent": "The latent space, coloured by GMM cluster and by true label; stars are the labelled images.",
