@@ -39,11 +39,12 @@ import numpy as np
 
 from novelty import aurocs, scores
 
+from vaegmm.artefacts import load_gmm_file, load_model_for
 from vaegmm.config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from vaegmm.data import Dataset, as_images
 from vaegmm.evaluation import classification_metrics
 from vaegmm.mnist import load_mnist_arrays
-from vaegmm.pipeline import load_gmm_file, load_model_for, train_and_fit
+from vaegmm.pipeline import train_and_fit
 
 HERE = Path(__file__).resolve().parent
 LABELS_PER_CLASS = 5

@@ -33,7 +33,8 @@ def run(cmd: list[str], cwd: str) -> float:
 
 def in_process(run_dir: Path, test: str, repeats: int) -> dict[str, float]:
     from vaegmm.data import load_images
-    from vaegmm.pipeline import classify_to_file, load_gmm_file, load_model_for
+    from vaegmm.artefacts import load_gmm_file, load_model_for
+    from vaegmm.pipeline import classify_to_file
 
     model = load_model_for(run_dir / "vae.pth")
     gmm, novelty = load_gmm_file(run_dir / "gmm_params.pkl", model, run_dir / "vae.pth")

@@ -34,11 +34,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vaegmm.artefacts import load_gmm_file, load_model_for
 from vaegmm.config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from vaegmm.mnist import load_mnist_arrays, select_digits
 from vaegmm.model import encode_statistics
 from vaegmm.novelty import STATISTICS, novelty_statistics
-from vaegmm.pipeline import load_gmm_file, load_model_for, train_and_fit
+from vaegmm.pipeline import train_and_fit
 
 HERE = Path(__file__).resolve().parent
 SHIFT = 10

@@ -116,7 +116,7 @@ def test_train_takes_settings_after_its_five_arguments(small_course_files, tmp_p
                                  "--device", "cpu"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "epoch 1/1" not in result.stderr  # --no-progress, as in 'vaegmm train'
-    from vaegmm.pipeline import load_model_for
+    from vaegmm.artefacts import load_model_for
     assert load_model_for(tmp_path / "vae.pth").config.latent_dim == 3
     result = run_course([small_course_files["test"], "test_classifier", "vae.pth", "gmm_params.pkl"], tmp_path)
     assert result.returncode == 0, result.stderr

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vaegmm.artefacts import load_gmm_for, load_model_for
 from vaegmm.cli import main
 from vaegmm.model import decode_latents
-from vaegmm.pipeline import load_gmm_for, load_model_for
 
 pytestmark = pytest.mark.slow
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

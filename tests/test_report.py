@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from vaegmm.analysis import bhattacharyya, explain, latent_analysis
+from vaegmm.artefacts import load_gmm_for, load_model_for
 from vaegmm.candidates import UNSETTLED_DISAGREEMENT
 from vaegmm.cli import main
 from vaegmm.data import load_npz
 from vaegmm.evaluation import evaluate
 from vaegmm.figures import FIGURES
-from vaegmm.pipeline import load_gmm_for, load_model_for
 
 from .conftest import few_label, make_blobs
 

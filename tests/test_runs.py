@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from vaegmm.artefacts import load_model_for
 from vaegmm.cli import main
 from vaegmm.config import VAEConfig
 from vaegmm.model import VAE, elbo_per_image
-from vaegmm.pipeline import load_model_for
 from vaegmm.storage import load_plain_pickle
 
 TINY = ["--epochs", "2", "--min-steps", "0", "--hidden", "64", "--no-progress"]

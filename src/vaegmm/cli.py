@@ -240,7 +240,8 @@ def _note_minus_one(labelled) -> None:
 
 def job_reconstruct(args: argparse.Namespace) -> None:
     from .data import load_images
-    from .pipeline import load_model_for, reconstruct_to_file
+    from .artefacts import load_model_for
+    from .pipeline import reconstruct_to_file
 
     dataset = load_images(args.input)
     model = load_model_for(args.model, dataset, device=args.device)
@@ -251,7 +252,8 @@ def job_reconstruct(args: argparse.Namespace) -> None:
 
 def job_classify(args: argparse.Namespace) -> None:
     from .data import load_images
-    from .pipeline import classify_to_file, load_gmm_file, load_model_for
+    from .artefacts import load_gmm_file, load_model_for
+    from .pipeline import classify_to_file
 
     dataset = load_images(args.input)
     model = load_model_for(args.model, dataset, device=args.device)

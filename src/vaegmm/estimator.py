@@ -277,7 +277,7 @@ class VAEGMM:
     def save(self, folder) -> Path:
         """Write ``vae.pth`` and ``gmm_params.pkl`` into ``folder`` (created if missing), as ``vaegmm train`` does."""
         from .model import save_model
-        from .pipeline import gmm_file_state
+        from .artefacts import gmm_file_state
         from .storage import save_plain_pickle
 
         self._check_fitted()
@@ -301,7 +301,7 @@ class VAEGMM:
         """A fitted VAEGMM from a folder holding ``vae.pth`` and ``gmm_params.pkl`` (written by :meth:`save`,
         ``vaegmm train`` or ``vaegmm demo``). Nothing in the files is executed."""
         from .model import load_model
-        from .pipeline import load_gmm_file
+        from .artefacts import load_gmm_file
         from .training import pick_device
 
         folder = Path(folder)

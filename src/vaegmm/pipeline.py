@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import platform
@@ -18,11 +17,12 @@ import numpy as np
 import torch
 
 from . import __version__
+from .artefacts import gmm_file_state
 from .companion import companion_run
 from .config import GMMConfig, NoveltyConfig, TrainConfig, VAEConfig
 from .data import Dataset, check_labelled_set, check_same_image_shape, not_among
 from .candidates import companion_for_unsettled, unsettled_advice
-from .errors import DataError, ModelFileError, UnsettledFitWarning
+from .errors import DataError, UnsettledFitWarning
 from .evaluation import classification_metrics, reconstruction_metrics
 from .fewlabel import FewLabelGMM
 from .gmm import GaussianMixture
@@ -31,7 +31,6 @@ from .model import (
     count_parameters,
     encode_means,
     encode_statistics,
-    load_model,
     reconstruct,
     save_model,
 )
@@ -40,19 +39,9 @@ from .storage import (
     atomic_output,
     atomic_write_bytes,
     check_output_path,
-    load_plain_pickle,
     save_plain_pickle,
 )
 from .training import TrainResult, pick_device, teacher_checkpoint_path, train_vae
-
-
-def model_fingerprint(model: VAE) -> str:
-    """A hash of the weights, stored with the GMM so it is never used with another VAE."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def environment() -> dict:
@@ -141,19 +130,6 @@ def few_label_fit(z_train: np.ndarray, labelled_latents: np.ndarray, labelled: D
     refit = fit_gmm(z_train, labelled_latents, labelled, train_images=means.points, labelled_inputs=means.labelled,
                     config=replace(config, companion_latent_dim=size), **fit_args)
     return refit, {**means.summary, "unsettled_disagreement": fit.disagreement_}
-
-
-def gmm_file_state(gmm: GaussianMixture, *, config: GMMConfig, fit_summary: dict | None, model: VAE,
-                   novelty: NoveltyDetector, novelty_config: NoveltyConfig) -> dict:
-    """What gmm_params.pkl holds: the mixture, the settings and choices that made it, the novelty
-    calibration, and the VAE it belongs to."""
-    state = gmm.to_dict()
-    state["config"] = config.to_dict()
-    if fit_summary is not None:
-        state["fit"] = fit_summary
-    state["novelty"] = {**novelty.to_dict(), "config": novelty_config.to_dict()}
-    state["vae"] = {"latent_dim": model.config.latent_dim, "fingerprint": model_fingerprint(model)}
-    return state
 
 
 def train_and_fit(
@@ -264,42 +240,6 @@ def train_and_fit(
     checkpoint_path.unlink(missing_ok=True)  # the finished model supersedes it, and its teacher's
     teacher_checkpoint_path(checkpoint_path).unlink(missing_ok=True)
     return summary
-
-
-def load_gmm_file(gmm_path: str | Path, model: VAE, model_path: str | Path, *,
-                  novelty: bool = True) -> tuple[GaussianMixture, NoveltyDetector | None]:
-    """Load a GMM file safely, check that it was fitted in this model's latent space, and return the
-    mixture with its novelty calibration (None in files written before it existed, or when ``novelty`` is
-    False: labels alone do not need it, so a file of an older novelty format still classifies)."""
-    state = load_plain_pickle(gmm_path)
-    gmm = GaussianMixture.from_dict(state, source=str(gmm_path))
-    latent_dim = model.config.latent_dim
-    if gmm.n_features_ != latent_dim:
-        raise ModelFileError(
-            f"{gmm_path}: the GMM has {gmm.n_features_}-D components but {model_path} has a {latent_dim}-D latent "
-            "space. Use the GMM file written together with this model by 'train'."
-        )
-    recorded = state.get("vae", {}).get("fingerprint") if isinstance(state.get("vae"), dict) else None
-    if recorded is not None and recorded != model_fingerprint(model):
-        raise ModelFileError(
-            f"{gmm_path}: was fitted on another model's latent space than {model_path}. Use the GMM file "
-            "written together with this model by 'train', or re-run 'train'."
-        )
-    if not novelty or "novelty" not in state:
-        return gmm, None
-    return gmm, NoveltyDetector.from_dict(state["novelty"], source=str(gmm_path))
-
-
-def load_gmm_for(gmm_path: str | Path, model: VAE, model_path: str | Path) -> GaussianMixture:
-    """The mixture of :func:`load_gmm_file`, without its novelty calibration."""
-    return load_gmm_file(gmm_path, model, model_path, novelty=False)[0]
-
-
-def load_model_for(model_path: str | Path, dataset: Dataset | None = None, *, device: str = "auto") -> VAE:
-    model, _ = load_model(model_path, map_location=pick_device(device))
-    if dataset is not None:
-        check_same_image_shape(dataset, model.config.image_shape, model_source=str(model_path))
-    return model
 
 
 def reconstruct_to_file(model: VAE, dataset: Dataset, out_path: str | Path) -> dict:

@@ -35,7 +35,7 @@ def load_run_data(info: dict, *, test_path=None, progress: bool = False):
 def open_run(run_dir: Path, *, test_path=None, progress: bool = False):
     """A run folder's record, model, GMM, novelty detector (or None) and data:
     (info, model, gmm, novelty, train, labelled, test)."""
-    from .pipeline import load_gmm_file, load_model_for
+    from .artefacts import load_gmm_file, load_model_for
 
     info_path = run_dir / "run.json"
     if not info_path.is_file():
