@@ -108,15 +108,15 @@ def draw_scores(model, train: Dataset, fit_rows: np.ndarray, test_images, y_test
     from vaegmm.model import encode_means
     from vaegmm.pipeline import fit_gmm
 
-    z_fit, z_test = encode_means(model, train.images[fit_rows]), encode_means(model, test_images)
-    y_fit = train.labels[fit_rows]
+    fit_images, y_fit = train.images[fit_rows], train.labels[fit_rows]  # (N_fit, H, W), (N_fit,)
+    z_fit, z_test = encode_means(model, fit_images), encode_means(model, test_images)
     out = []
     for draw in range(1, n_draws + 1):
         rng = np.random.default_rng(draw)
         rows = np.concatenate([rng.choice(np.flatnonzero(y_fit == c), LABELS_PER_CLASS, replace=False)
                                for c in np.unique(y_fit)])
-        labelled = Dataset(train.images[fit_rows][rows], y_fit[rows], train.source + " (labelled)")
-        fit = fit_gmm(z_fit, z_fit[rows], labelled, train_images=train.images[fit_rows], config=GMMConfig(),
+        labelled = Dataset(fit_images[rows], y_fit[rows], train.source + " (labelled)")
+        fit = fit_gmm(z_fit, z_fit[rows], labelled, train_images=fit_images, config=GMMConfig(),
                       seed=TrainConfig().seed, source=train.source, warn=False)
         out.append(classification_metrics(y_test, fit.gmm_.predict(z_test), fit.gmm_.classes_)["classification"]["score"])
     return out

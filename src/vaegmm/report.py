@@ -142,17 +142,18 @@ def build_run_report(run_dir: str | Path, *, test_path=None, progress: bool = Fa
     else:
         rep.paragraph("No test file was given, so no metrics were computed (use --test).")
     rep.heading("Interactive latent map")
-    if model.config.latent_dim == 1:
+    plane = LatentPlane.for_latents(run["Z"]) if model.config.latent_dim > 1 else None  # a 1-D latent has none
+    if plane is None:
         rep.paragraph("The latent space has one dimension, so there is no plane to explore; the figures below draw "
                       "its one axis: histograms, component densities and images decoded along it.")
     else:
-        data = explorer_data(model=model, gmm=gmm, novelty=run["novelty"], plane=LatentPlane.for_latents(run["Z"]),
+        data = explorer_data(model=model, gmm=gmm, novelty=run["novelty"], plane=plane,
                              Z=run["Z"], classes_of_points=gmm.predict(run["Z"]), images=run["train"].images)
         rep.html(explorer_html(data), "The interactive latent map is in report.html (it needs JavaScript; nothing is fetched).")
     rep.heading("Figures")
     if model.config.latent_dim > 2:
         rep.paragraph(f"The latent space has {model.config.latent_dim} dimensions; the scatter, ellipse and grid figures "
-                      f"show {LatentPlane.for_latents(run['Z']).describe()}. The measurements below use every dimension.")
+                      f"show {plane.describe()}. The measurements below use every dimension.")
     novelty_figures = ("novelty", "novelty_examples")  # shown under their own heading below
     for name, path in figures.items():
         if name not in novelty_figures:

@@ -56,7 +56,7 @@ def _edge_sums(images: "torch.Tensor", recon: "torch.Tensor") -> "torch.Tensor":
 def pearson_rows(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
     """Row-wise Pearson correlation of a and b (B, P): (B,), 0 for a row where either is constant
     (its correlation is undefined, and a constant image is as unlike a drawn one as any)."""
-    if a.shape[1] == 0:  # e.g. the edges of 1x1 images: nothing to correlate
+    if a.shape[1] == 0:  # rows of no values: nothing to correlate
         return torch.zeros(len(a), dtype=a.dtype, device=a.device)
     # Constant rows are found by their range, not their centred norm: a mean rounds, leaving a few ulps
     # of "spread" whose correlation with anything is noise.
